@@ -1,0 +1,122 @@
+"""Ticket numbers from leased blocks, per branch, service prefix and business day.
+
+Numbers restart every business day (see :class:`core.values.BusinessDay`). The
+central service hands each device a block of numbers (a *lease*) per prefix and
+day; a device issues only from blocks it holds, so two devices, even offline,
+never hand out the same number. The service itself issues from blocks leased to
+no device. :func:`next_block` is the allocation rule the service applies inside
+its own transaction; :class:`NumberPool` is what a device keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+from core.errors import DomainError, InvalidValue
+from core.values import MAX_TICKET_NUMBER, ServiceCode, TicketNumber
+
+DEFAULT_BLOCK_SIZE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class NumberBlock:
+    """Numbers ``first..last`` (inclusive) of ``prefix`` on ``business_day``."""
+
+    prefix: str
+    business_day: date
+    first: int
+    last: int
+
+    def __post_init__(self) -> None:
+        ServiceCode(self.prefix)
+        if not 1 <= self.first <= self.last <= MAX_TICKET_NUMBER:
+            raise InvalidValue(
+                "block", f"{self.first}..{self.last} is not a range within 1..{MAX_TICKET_NUMBER}"
+            )
+
+    def __len__(self) -> int:
+        return self.last - self.first + 1
+
+
+def next_block(
+    existing: Iterable[NumberBlock], prefix: str, business_day: date, size: int = DEFAULT_BLOCK_SIZE
+) -> NumberBlock:
+    """The block to lease after ``existing`` blocks of the same prefix and day.
+
+    Blocks are handed out in ascending order and never reused. When fewer than
+    ``size`` numbers are left the block is shortened; when none are left the
+    day is exhausted for that prefix and :class:`DomainError` says so.
+    """
+    if size < 1:
+        raise InvalidValue("size", "a lease needs at least one number")
+    highest = max(
+        (b.last for b in existing if b.prefix == prefix and b.business_day == business_day),
+        default=0,
+    )
+    if highest >= MAX_TICKET_NUMBER:
+        raise DomainError(
+            f"All {MAX_TICKET_NUMBER} numbers of prefix {prefix} on "
+            f"{business_day.isoformat()} have been handed out"
+        )
+    return NumberBlock(prefix, business_day, highest + 1, min(highest + size, MAX_TICKET_NUMBER))
+
+
+@dataclass(slots=True)
+class _Cursor:
+    block: NumberBlock
+    next: int
+
+
+@dataclass(slots=True)
+class NumberPool:
+    """The leased blocks a device holds, and how far it has issued from each.
+
+    ``take`` never returns a number twice. The pool is plain data: persist
+    ``snapshot()`` alongside the outbox (in the same transaction as the issue)
+    and rebuild it with :meth:`restore`.
+    """
+
+    cursors: list[_Cursor] = field(default_factory=list)
+
+    def add(self, block: NumberBlock, next_number: int | None = None) -> None:
+        start = block.first if next_number is None else next_number
+        if not block.first <= start <= block.last + 1:
+            raise InvalidValue("next_number", f"{start} is outside {block.first}..{block.last}")
+        if any(c.block == block for c in self.cursors):
+            return  # the same lease delivered twice (a retried request): keep our progress
+        self.cursors.append(_Cursor(block, start))
+        self.cursors.sort(key=lambda c: (c.block.business_day, c.block.prefix, c.block.first))
+
+    def remaining(self, prefix: str, business_day: date) -> int:
+        return sum(
+            c.block.last - c.next + 1
+            for c in self.cursors
+            if c.block.prefix == prefix and c.block.business_day == business_day
+        )
+
+    def take(self, prefix: str, business_day: date) -> TicketNumber | None:
+        """The next unused number of ``prefix`` on ``business_day``, or None if none is leased."""
+        for cursor in self.cursors:
+            block = cursor.block
+            same = block.prefix == prefix and block.business_day == business_day
+            if same and cursor.next <= block.last:
+                number = cursor.next
+                cursor.next += 1
+                return TicketNumber(prefix, number)
+        return None
+
+    def drop_before(self, business_day: date) -> None:
+        """Forget blocks of past days: their numbers can no longer be issued."""
+        self.cursors = [c for c in self.cursors if c.block.business_day >= business_day]
+
+    def snapshot(self) -> list[tuple[NumberBlock, int]]:
+        return [(c.block, c.next) for c in self.cursors]
+
+    @classmethod
+    def restore(cls, rows: Iterable[tuple[NumberBlock, int]]) -> NumberPool:
+        pool = cls()
+        for block, next_number in rows:
+            pool.add(block, next_number)
+        return pool

@@ -1,0 +1,1 @@
+"""HTTP routes of the central service, by concern, under ``/api/v1``."""

@@ -1,0 +1,172 @@
+"""Engines, sessions and the unit of work of the central service.
+
+Two backends are supported: SQLite (the embedded default for one machine) and
+PostgreSQL through psycopg 3 (the system of record when scaled out).
+:func:`make_engine` gives both the connection settings QueueDesk relies on;
+:func:`session_scope` is the one way request handlers and jobs run a transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+# Execution option read by the SQLite "begin" hook: a read-only transaction
+# starts deferred and never takes the write lock.
+_SQLITE_DEFERRED = "queuedesk_sqlite_deferred"
+
+
+class DatabaseUrlError(ValueError):
+    """The database URL is malformed, names an unsupported backend, or cannot be used."""
+
+
+def parse_database_url(url: str | URL) -> URL:
+    """Parse and normalise ``url``; plain ``postgresql://`` means psycopg 3.
+
+    Raises :class:`DatabaseUrlError` with a message fit for a person.
+    """
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        # The text may hold a password in a place the parser did not recognise.
+        shown = re.sub(r"//[^/@]*@", "//***@", str(url))
+        raise DatabaseUrlError(
+            f"malformed database URL {shown!r} "
+            "(expected sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB)"
+        ) from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in {"postgresql", "postgres"} and driver in {"", "psycopg"}:
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and driver in {"", "pysqlite"}:
+        return parsed
+    raise DatabaseUrlError(
+        f"unsupported database URL scheme {parsed.drivername!r}: "
+        "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+    )
+
+
+def make_engine(
+    url: str | URL,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    sqlite_foreign_keys: bool = True,
+    echo: bool = False,
+) -> Engine:
+    """An engine for ``url`` with QueueDesk's connection settings.
+
+    SQLite: WAL journal, foreign keys on, a 5 s busy timeout, ``synchronous=NORMAL``
+    (durable across application crashes; WAL keeps the file consistent on power
+    loss), the database directory created when missing, and every transaction
+    started with ``BEGIN IMMEDIATE`` (see :func:`_install_sqlite_hooks`).
+    ``sqlite_foreign_keys=False`` is for migrations that rebuild tables.
+
+    PostgreSQL: a bounded pool that checks connections before use and recycles
+    them before typical idle-connection timeouts of proxies; sessions in UTC.
+    """
+    parsed = parse_database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            folder = Path(database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUrlError(
+                    f"cannot create the folder {str(folder)!r} of the SQLite database: "
+                    f"{exc.strerror or exc}"
+                ) from exc
+        engine = create_engine(parsed, echo=echo)
+        _install_sqlite_hooks(engine, foreign_keys=sqlite_foreign_keys)
+        return engine
+    return create_engine(
+        parsed,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        pool_timeout=30,
+        connect_args={
+            "connect_timeout": 10,
+            "application_name": "queuedesk-server",
+            "options": "-c timezone=UTC",
+        },
+    )
+
+
+def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
+    """Per-connection pragmas, and SQLAlchemy (not the driver) emitting BEGIN.
+
+    The sqlite3 driver's legacy mode does not BEGIN before SELECT or SAVEPOINT,
+    which breaks repeatable reads and nested transactions, so the driver's
+    transaction handling is switched off and the "begin" hook takes over.
+
+    In WAL mode a deferred transaction that first reads and then writes fails at
+    once with SQLITE_BUSY if another writer committed in between, and busy_timeout
+    cannot help. Taking the write lock up front (``BEGIN IMMEDIATE``) makes
+    concurrent writers queue on busy_timeout instead. Read-only sessions
+    (:func:`make_session_factory` with ``read_only=True``) begin deferred.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        options = connection.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return
+        connection.exec_driver_sql("BEGIN" if options.get(_SQLITE_DEFERRED) else "BEGIN IMMEDIATE")
+
+
+def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """A session factory bound to ``engine``.
+
+    ``read_only=True`` is for readers that never write (pull, reports, the live
+    stream): on SQLite they do not take the write lock, on PostgreSQL the
+    transaction is READ ONLY so a stray write fails loudly.
+    """
+    bind = engine
+    if read_only:
+        if engine.dialect.name == "sqlite":
+            bind = engine.execution_options(**{_SQLITE_DEFERRED: True})
+        else:
+            bind = engine.execution_options(postgresql_readonly=True)
+    # expire_on_commit=False: handlers return ORM objects after the commit.
+    return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit when the block ends normally, roll back on error.
+
+    The session is always closed, so its connection goes back to the pool.
+    """
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

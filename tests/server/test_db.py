@@ -1,0 +1,195 @@
+"""Engines, the unit of work, sequences and settings."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.config import Settings, get_settings
+from server.db import (
+    DatabaseUrlError,
+    make_engine,
+    make_session_factory,
+    parse_database_url,
+    session_scope,
+)
+from server.models import Branch, Tenant, allocate_server_seqs
+
+
+def _add_branch(factory: sessionmaker[Session]) -> uuid.UUID:
+    with session_scope(factory) as session:
+        tenant = Tenant(slug=f"t{uuid.uuid4().hex[:8]}", name="T")
+        session.add(tenant)
+        session.flush()
+        branch = Branch(tenant_id=tenant.id, name="Main", code="MAIN", time_zone="UTC")
+        session.add(branch)
+        session.flush()
+        return branch.id
+
+
+# --- engines -------------------------------------------------------------------
+
+
+def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'new' / 'folder' / 'q.db'}")
+    try:
+        with engine.connect() as conn:
+            pragmas = {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
+            }
+    finally:
+        engine.dispose()
+    assert pragmas == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "busy_timeout": 5000,
+        "synchronous": 1,
+    }
+    assert (tmp_path / "new" / "folder" / "q.db").exists()
+
+
+def test_sqlite_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        with engine.connect() as writer:
+            writer.begin()  # BEGIN IMMEDIATE: holds the write lock until the end
+            writer.exec_driver_sql("INSERT INTO t VALUES (1)")
+            with session_scope(make_session_factory(engine, read_only=True)) as session:
+                assert session.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+            writer.rollback()
+    finally:
+        engine.dispose()
+
+
+# Parametrizing "backend" directly runs a test on one backend only.
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_read_only_sessions_refuse_writes_on_postgres(engine: Engine) -> None:
+    def write() -> None:
+        with session_scope(make_session_factory(engine, read_only=True)) as session:
+            session.add(Tenant(slug="ro", name="RO"))
+
+    with pytest.raises(DBAPIError, match="read-only"):
+        write()
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("sqlite:///x.db", "sqlite"),
+        ("postgresql://u@h/db", "postgresql+psycopg"),
+        ("postgres://u@h/db", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg"),
+    ],
+)
+def test_database_urls_are_normalised(url: str, driver: str) -> None:
+    assert parse_database_url(url).drivername == driver
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "malformed"),
+        ("postgresql://u:secret@h:port/db", "malformed"),
+        ("mysql://u@h/db", "unsupported"),
+        ("postgresql+psycopg2://u@h/db", "unsupported"),
+    ],
+)
+def test_bad_database_urls_are_refused_clearly(url: str, message: str) -> None:
+    with pytest.raises(DatabaseUrlError, match=message) as caught:
+        parse_database_url(url)
+    assert "secret" not in str(caught.value)
+
+
+# --- unit of work --------------------------------------------------------------
+
+
+def test_session_scope_commits_on_success_and_rolls_back_on_error(
+    session_factory: sessionmaker[Session],
+) -> None:
+    def add_tenant(slug: str, fail: bool) -> None:
+        with session_scope(session_factory) as session:
+            session.add(Tenant(slug=slug, name=slug))
+            session.flush()
+            if fail:
+                raise RuntimeError("boom")
+
+    add_tenant("kept", fail=False)
+    with pytest.raises(RuntimeError):
+        add_tenant("dropped", fail=True)
+    with session_scope(session_factory) as session:
+        assert session.scalars(select(Tenant.slug)).all() == ["kept"]
+
+
+def test_server_seqs_are_contiguous_under_concurrent_pushes(
+    session_factory: sessionmaker[Session],
+) -> None:
+    branch_id = _add_branch(session_factory)
+    got: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def push(times: int) -> None:
+        try:
+            for _ in range(times):
+                with session_scope(session_factory) as session:
+                    # Read first, then write: the pattern that fails under a
+                    # deferred SQLite transaction when another writer commits.
+                    session.scalar(select(func.count()).select_from(Tenant))
+                    seqs = allocate_server_seqs(session, branch_id, count=2)
+                with lock:
+                    got.extend(seqs)
+        except BaseException as exc:  # surfaced below, in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=push, args=(10,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(got) == list(range(1, 81))
+
+
+def test_a_rolled_back_allocation_gives_its_numbers_back(
+    session_factory: sessionmaker[Session],
+) -> None:
+    branch_id = _add_branch(session_factory)
+
+    def failed_push() -> None:
+        with session_scope(session_factory) as session:
+            allocate_server_seqs(session, branch_id, count=5)
+            raise RuntimeError("push failed")
+
+    with pytest.raises(RuntimeError):
+        failed_push()
+    with session_scope(session_factory) as session:
+        assert allocate_server_seqs(session, branch_id) == range(1, 2)
+
+
+# --- settings ------------------------------------------------------------------
+
+
+def test_settings_default_to_an_sqlite_file_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings()
+    assert settings.data_dir == tmp_path / "data"  # set by the autouse fixture
+    assert settings.database_url == f"sqlite:///{tmp_path / 'data' / 'queuedesk.db'}"
+    assert (settings.jwt_issuer, settings.access_token_ttl_s) == ("queuedesk", 900)
+    assert (settings.refresh_token_ttl_s, settings.refresh_grace_s) == (30 * 24 * 3600, 30)
+
+
+def test_settings_are_read_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUEDESK_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    monkeypatch.setenv("QUEUEDESK_ACCESS_TOKEN_TTL_S", "300")
+    settings = get_settings()
+    assert settings.database_url == "postgresql+psycopg://u@h/db"
+    assert settings.access_token_ttl_s == 300
+    assert get_settings() is settings
