@@ -13,8 +13,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The demo service keeps its data in ./var so it never touches a real installation.
+PORT ?= 8000
+export QUEUEDESK_DATA_DIR ?= $(CURDIR)/var
+
 run: $(STAMP)
-	$(BIN)/python -m server.devrun
+	@$(BIN)/queuedesk-server demo
+	@echo "QueueDesk service: http://127.0.0.1:$(PORT)  (API docs: http://127.0.0.1:$(PORT)/docs)"
+	@echo "The staff console is not part of this build yet; sign in through the API meanwhile."
+	$(BIN)/queuedesk-server serve --host 127.0.0.1 --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

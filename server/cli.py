@@ -18,6 +18,11 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import TypeAlias
 
+from server.cli_admin import register_create_tenant, register_create_user, register_demo
+from server.cli_audit import register_audit
+from server.cli_keys import register_keys
+from server.cli_serve import register_serve
+
 PROG = "queuedesk-server"
 EXIT_USAGE = 2
 
@@ -112,7 +117,15 @@ def register_migrate(subparsers: Subparsers) -> None:
 
 
 # One line per subcommand.
-COMMANDS: tuple[Registrar, ...] = (register_migrate,)
+COMMANDS: tuple[Registrar, ...] = (
+    register_migrate,
+    register_create_tenant,
+    register_create_user,
+    register_demo,
+    register_audit,
+    register_keys,
+    register_serve,
+)
 
 
 def _version() -> str:

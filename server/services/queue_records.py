@@ -1,0 +1,145 @@
+"""Writing a branch's events: the ``queue_events`` rows and the ``tickets`` projection.
+
+Both are written in the caller's transaction from the *folded* core state, so
+the projection always says what :class:`core.state.BranchState` says.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
+from core.errors import DomainError
+from core.events import EventBase, TicketIssued, event_to_dict
+from core.state import BranchState
+from core.state import Ticket as CoreTicket
+from server.models import QueueEvent, Ticket, utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One event about to be stored, with the verdict and the columns that point elsewhere."""
+
+    event: EventBase
+    server_seq: int | None = None
+    reason: str | None = None  # set: rejected
+    actor_user_id: uuid.UUID | None = None
+    device_id: uuid.UUID | None = None
+
+
+def ticket_uuid(event: EventBase) -> uuid.UUID | None:
+    """The ticket an event is about, if any, as a UUID (canonical ids only: checked on issue)."""
+    ticket_id = getattr(event, "ticket_id", None)
+    return uuid.UUID(ticket_id) if isinstance(ticket_id, str) else None
+
+
+def need_canonical_uuid(ticket_id: str) -> None:
+    """Refuse a ticket id that is not a UUID as ``str(uuid)`` writes it (rows key on UUIDs)."""
+    try:
+        canonical = str(uuid.UUID(ticket_id))
+    except ValueError:
+        canonical = None
+    if canonical != ticket_id:
+        raise DomainError(f"Ticket id {ticket_id!r} is not a UUID in canonical form")
+
+
+def write_events(
+    session: Session, tenant_id: uuid.UUID, branch_id: uuid.UUID, rows: Sequence[EventRow]
+) -> None:
+    """Insert the log rows; accepted ones carry a ``server_seq``, rejected ones a reason."""
+    if not rows:
+        return
+    values: list[dict[str, Any]] = []
+    for row in rows:
+        event = row.event
+        with_device = row.device_id is not None and event.device_seq is not None
+        try:
+            ticket_id = ticket_uuid(event)
+        except ValueError:  # only on rejected events: an accepted issue has a canonical id
+            ticket_id = None
+        values.append(
+            {
+                "id": event.id,
+                "tenant_id": tenant_id,
+                "branch_id": branch_id,
+                "server_seq": row.server_seq,
+                "device_id": row.device_id if with_device else None,
+                "device_seq": event.device_seq if with_device else None,
+                "type": type(event).model_fields["type"].default,
+                "ticket_id": ticket_id,
+                "occurred_at": event.occurred_at,
+                "actor_user_id": row.actor_user_id,
+                "payload": event_to_dict(event),
+                "status": "rejected" if row.reason is not None else "accepted",
+                "reason": row.reason,
+            }
+        )
+    session.execute(insert(QueueEvent), values)
+
+
+def write_tickets(
+    session: Session,
+    tenant_id: uuid.UUID,
+    branch_id: uuid.UUID,
+    state: BranchState,
+    events: Iterable[EventBase],
+) -> None:
+    """Insert issued tickets and bring every other touched ticket in line with ``state``."""
+    issued: dict[str, None] = {}
+    touched: dict[str, None] = {}
+    for event in events:
+        ticket_id = getattr(event, "ticket_id", None)
+        if isinstance(event, TicketIssued):
+            issued[event.ticket_id] = None
+        elif isinstance(ticket_id, str) and ticket_id not in issued:
+            touched[ticket_id] = None
+    if issued:
+        session.execute(
+            insert(Ticket),
+            [_new_row(tenant_id, branch_id, state.tickets[tid]) for tid in issued],
+        )
+    now = utc_now()
+    for ticket_id in touched:
+        ticket = state.tickets[ticket_id]
+        session.execute(
+            update(Ticket)
+            .where(Ticket.id == uuid.UUID(ticket_id))
+            .values(**_changing(ticket), updated_at=now)
+        )
+
+
+def _changing(ticket: CoreTicket) -> dict[str, Any]:
+    """The columns an event after the issue can change."""
+    return {
+        "status": ticket.status.value,
+        "service_id": uuid.UUID(ticket.service_id),
+        "counter_id": uuid.UUID(ticket.counter_id) if ticket.counter_id else None,
+        "called_at": ticket.called_at,
+        "started_at": ticket.service_started_at,
+        "finished_at": ticket.finished_at,
+    }
+
+
+def _new_row(tenant_id: uuid.UUID, branch_id: uuid.UUID, ticket: CoreTicket) -> dict[str, Any]:
+    customer = ticket.customer
+    return {
+        "id": uuid.UUID(ticket.id),
+        "tenant_id": tenant_id,
+        "branch_id": branch_id,
+        "number": ticket.number,
+        "business_day": ticket.business_day,
+        "priority": int(ticket.priority),
+        "channel": ticket.channel.value,
+        "issued_at": ticket.issued_at,
+        "appointment_at": ticket.appointment_at,
+        "customer_name": customer.name if customer else None,
+        "customer_email": customer.email if customer else None,
+        "customer_phone": customer.phone if customer else None,
+        "notes": customer.notes if customer else None,
+        **_changing(ticket),
+    }

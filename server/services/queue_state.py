@@ -1,0 +1,274 @@
+"""The authoritative branch state the service decides with, cached per process.
+
+:class:`BranchStates` keeps one :class:`core.state.BranchState` per branch with
+the ``server_seq`` and event id it reflects. Each use catches it up from the
+event log inside the caller's transaction, so events appended by another server
+process are always folded in before a decision.
+
+The cache is *checked* against the log on every use rather than trusted: the
+event stored at the cached ``server_seq`` must be the one the cache last folded.
+A transaction that was rolled back after this module returned (its events
+gone, its seqs reused by someone else) therefore costs one rebuild, never a
+wrong state. Reference data (services, counters, zone, day start) is read on
+every use too, a handful of rows, and any difference from the cached copy
+rebuilds the state from scratch: exact, and cheaper than reasoning about which
+edits a cached state could absorb.
+
+Writers serialise per branch with :func:`lock_branch` (PostgreSQL: the branch's
+``branch_sequences`` row ``FOR UPDATE``; SQLite: ``BEGIN IMMEDIATE`` already
+holds the database's write lock). Within one process a per-branch mutex guards
+the shared state object; it is always taken *after* the database lock, and only
+for the duration of one call, never across a transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+from core.events import parse_event
+from core.machine import apply
+from core.state import BranchState, CounterConfig, ServiceConfig
+from server.models import Branch, BranchSequence, Counter, QueueEvent, Service
+from server.services.errors import NotFound
+
+IdLike = uuid.UUID | str
+
+
+class NotFoundInTenant(NotFound):
+    """A branch, service, counter or ticket that does not exist in the caller's tenant."""
+
+
+class TicketNotFound(NotFoundInTenant):
+    """No ticket with this id in the caller's tenant."""
+
+
+def as_uuid(value: IdLike, what: str) -> uuid.UUID:
+    """``value`` as a UUID; a malformed id is simply not found."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        raise NotFoundInTenant(f"There is no {what} {value!r}") from None
+
+
+def lock_branch(session: Session, branch_id: uuid.UUID) -> None:
+    """Serialise writers of one branch until the end of the current transaction."""
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite: every write transaction began with BEGIN IMMEDIATE
+    locked = (
+        select(BranchSequence.last_server_seq)
+        .where(BranchSequence.branch_id == branch_id)
+        .with_for_update()
+    )
+    if session.execute(locked).first() is None:
+        # A concurrent first writer blocks this insert until it commits; then the
+        # insert does nothing and the SELECT waits for its lock like any other.
+        session.execute(
+            postgresql.insert(BranchSequence)
+            .values(branch_id=branch_id, last_server_seq=0)
+            .on_conflict_do_nothing(index_elements=["branch_id"])
+        )
+        session.execute(locked).one()
+
+
+@dataclass(frozen=True, slots=True)
+class BranchConfig:
+    """A branch's reference data, as the core state is built from it."""
+
+    time_zone: str
+    day_starts_at_min: int
+    services: tuple[ServiceConfig, ...]
+    counters: tuple[CounterConfig, ...]
+
+    def new_state(self, branch_id: uuid.UUID) -> BranchState:
+        return BranchState.new(
+            str(branch_id), self.time_zone, self.services, self.counters, self.day_starts_at_min
+        )
+
+
+def find_branch(session: Session, tenant_id: IdLike, branch_id: IdLike) -> Branch:
+    """The branch, or :class:`NotFoundInTenant` (also for another tenant's branch)."""
+    tid, bid = as_uuid(tenant_id, "tenant"), as_uuid(branch_id, "branch")
+    branch = session.scalars(
+        select(Branch).where(Branch.id == bid, Branch.tenant_id == tid)
+    ).one_or_none()
+    if branch is None:
+        raise NotFoundInTenant(f"There is no branch {bid}")
+    return branch
+
+
+def read_config(session: Session, branch: Branch) -> BranchConfig:
+    """Every service and counter of the branch, inactive ones too: old events name them."""
+    services = session.scalars(
+        select(Service).where(Service.branch_id == branch.id).order_by(Service.id)
+    )
+    counters = session.scalars(
+        select(Counter).where(Counter.branch_id == branch.id).order_by(Counter.id)
+    )
+    return BranchConfig(
+        time_zone=branch.time_zone,
+        day_starts_at_min=branch.day_starts_at,
+        services=tuple(ServiceConfig(str(s.id), s.code, s.name, s.target_wait_s) for s in services),
+        counters=tuple(
+            CounterConfig(str(c.id), c.name, tuple(str(s) for s in c.work_profile or ()))
+            for c in counters
+        ),
+    )
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One branch's cached state; ``state`` None means build it on next use."""
+
+    mutex: threading.Lock = field(default_factory=threading.Lock)
+    state: BranchState | None = None
+    config: BranchConfig | None = None
+    server_seq: int = 0
+    last_event_id: uuid.UUID | None = None
+
+
+@dataclass(slots=True)
+class BranchLease:
+    """A branch state checked out for one call; see :meth:`BranchStates.use`."""
+
+    branch: Branch
+    config: BranchConfig
+    state: BranchState
+    server_seq: int
+    last_event_id: uuid.UUID | None
+    mutating: bool = False  # set before folding new events: a failure then drops the state
+
+    def advanced(self, server_seq: int, last_event_id: uuid.UUID) -> None:
+        """Record that ``state`` now reflects the log up to ``server_seq``."""
+        self.server_seq, self.last_event_id = server_seq, last_event_id
+
+
+class BranchStates:
+    """A process-wide cache of branch states, caught up from the log on every use."""
+
+    def __init__(self) -> None:
+        self._entries: dict[uuid.UUID, _Entry] = {}
+        self._entries_mutex = threading.Lock()
+
+    def load(self, session: Session, tenant_id: IdLike, branch_id: IdLike) -> BranchState:
+        """The branch's state as this transaction sees the log. Read it; do not mutate it."""
+        with self.use(session, tenant_id, branch_id) as lease:
+            return lease.state
+
+    def drop(self, branch_id: IdLike) -> None:
+        """Forget a branch's state; the next use rebuilds it from the log."""
+        entry = self._entries.get(as_uuid(branch_id, "branch"))
+        if entry is not None:
+            with entry.mutex:
+                entry.state = None
+
+    def is_cached(self, branch_id: IdLike) -> bool:
+        entry = self._entries.get(as_uuid(branch_id, "branch"))
+        return entry is not None and entry.state is not None
+
+    @contextmanager
+    def use(
+        self, session: Session, tenant_id: IdLike, branch_id: IdLike, *, lock: bool = False
+    ) -> Iterator[BranchLease]:
+        """Check out a branch's state, caught up with the log, for the length of the block.
+
+        ``lock`` takes :func:`lock_branch` first (writers), so what the session sees of
+        the log is final. Without it (a reader), a cached state ahead of what the
+        session can see (another transaction's uncommitted write) is left alone and a
+        private copy is built instead. If the block raises after setting
+        ``lease.mutating``, the cached state is dropped: it may be half-changed.
+        """
+        # The database lock comes before the in-process mutex, always, so the two
+        # cannot deadlock; the branch query also begins the transaction.
+        branch = find_branch(session, tenant_id, branch_id)
+        if lock:
+            lock_branch(session, branch.id)
+        config = read_config(session, branch)
+        entry = self._entry(branch.id)
+        with entry.mutex:
+            lease = _checkout(session, branch, config, entry, locked=lock)
+            shared = lease.state is entry.state
+            try:
+                yield lease
+            except BaseException:
+                if shared and lease.mutating:
+                    entry.state = None
+                raise
+            if shared:
+                entry.server_seq, entry.last_event_id = lease.server_seq, lease.last_event_id
+
+    def _entry(self, branch_id: uuid.UUID) -> _Entry:
+        with self._entries_mutex:
+            entry = self._entries.get(branch_id)
+            if entry is None:
+                entry = self._entries[branch_id] = _Entry()
+            return entry
+
+
+BRANCH_STATES = BranchStates()
+"""The process-wide cache every service function uses unless handed another."""
+
+
+def _checkout(
+    session: Session, branch: Branch, config: BranchConfig, entry: _Entry, *, locked: bool
+) -> BranchLease:
+    """Validate the cached state against the log, rebuild or copy if needed, catch up."""
+    if entry.state is not None and entry.config == config:
+        seen = _event_id_at(session, branch.id, entry.server_seq)
+        if entry.server_seq == 0 or seen == entry.last_event_id:
+            lease = BranchLease(branch, config, entry.state, entry.server_seq, entry.last_event_id)
+            _catch_up(session, lease, entry)
+            return lease
+        if seen is None and not locked:
+            # Ahead of this reader's view: someone's write is not committed yet.
+            private = BranchLease(branch, config, config.new_state(branch.id), 0, None)
+            _catch_up(session, private, None)
+            return private
+    entry.state, entry.config = config.new_state(branch.id), config
+    entry.server_seq, entry.last_event_id = 0, None
+    lease = BranchLease(branch, config, entry.state, 0, None)
+    _catch_up(session, lease, entry)
+    return lease
+
+
+def _event_id_at(session: Session, branch_id: uuid.UUID, server_seq: int) -> uuid.UUID | None:
+    if server_seq == 0:
+        return None
+    found: uuid.UUID | None = session.scalar(
+        select(QueueEvent.id).where(
+            QueueEvent.branch_id == branch_id, QueueEvent.server_seq == server_seq
+        )
+    )
+    return found
+
+
+def _catch_up(session: Session, lease: BranchLease, entry: _Entry | None) -> None:
+    """Fold the accepted events after ``lease.server_seq``, in ``server_seq`` order."""
+    rows = session.execute(
+        select(QueueEvent.id, QueueEvent.server_seq, QueueEvent.payload)
+        .where(
+            QueueEvent.branch_id == lease.branch.id,
+            QueueEvent.status == "accepted",
+            QueueEvent.server_seq > lease.server_seq,
+        )
+        .order_by(QueueEvent.server_seq)
+    )
+    try:
+        for event_id, server_seq, payload in rows:
+            apply(lease.state, parse_event(payload))
+            lease.advanced(server_seq, event_id)
+    except BaseException:
+        if entry is not None:
+            entry.state = None  # a stored event that no longer folds: never keep half of it
+        raise
+    if entry is not None:
+        entry.server_seq, entry.last_event_id = lease.server_seq, lease.last_event_id

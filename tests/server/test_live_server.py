@@ -1,0 +1,51 @@
+"""The real server over real HTTP: ``queuedesk-server serve`` in a process of its own."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from server.db import make_engine, make_session_factory, session_scope
+from server.models import AuditLog
+from tests.server import live
+from tests.server.api_support import PASSWORD, TENANT, seed
+
+live_server = live.live_server
+pytestmark = pytest.mark.slow
+
+
+def test_login_and_use_the_token_over_http(live_server: live.LiveServer) -> None:
+    engine = make_engine(live_server.database_url)
+    try:
+        factory = make_session_factory(engine)
+        ids = seed(factory)
+        with httpx.Client(base_url=live_server.base_url, timeout=10.0) as client:
+            assert client.get("/healthz").json() == {"status": "ok"}
+            response = client.post(
+                "/api/v1/auth/login",
+                json={"tenant": TENANT, "username": "admin", "password": PASSWORD},
+            )
+            assert response.status_code == 200, response.text
+            pair = response.json()
+            assert pair["user"]["id"] == str(ids["admin_id"])
+            kids = {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+            assert len(kids) == 1
+            refreshed = client.post(
+                "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+            )
+            assert refreshed.status_code == 200, refreshed.text
+            logout = client.post(
+                "/api/v1/auth/logout",
+                headers={"Authorization": f"Bearer {refreshed.json()['access_token']}"},
+            )
+            assert logout.status_code == 204
+            metrics = client.get("/metrics").text
+            assert 'route="/api/v1/auth/login",status="200"' in metrics
+        with session_scope(factory) as session:
+            actions = session.scalars(
+                select(AuditLog.action).where(AuditLog.action.like("auth.%"))
+            ).all()
+        assert actions == ["auth.login", "auth.logout"]
+    finally:
+        engine.dispose()
