@@ -27,16 +27,37 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.api import auth
-from server.api.problems import Problem, install, problem_response
+from server.api import (
+    api_keys,
+    audit_log,
+    auth,
+    branch_counters,
+    branch_services,
+    branches,
+    roles,
+    tickets,
+    users,
+)
+from server.api.problems import PROBLEM_RESPONSES, Problem, install, problem_response
 from server.config import Settings, get_settings
-from server.db import make_engine, make_session_factory
+from server.db import make_engine, make_session_factory, parse_database_url
 from server.migrate import current_revision, head_revision
+from server.request_gate import RequestGate, in_flight_limit
 from server.services.keys import KeyRingSource
 
 API_PREFIX: Final = "/api/v1"
 # Every router of the public API, mounted under API_PREFIX.
-ROUTERS: Final[tuple[APIRouter, ...]] = (auth.router,)
+ROUTERS: Final[tuple[APIRouter, ...]] = (
+    auth.router,
+    tickets.router,
+    branches.router,
+    branch_services.router,
+    branch_counters.router,
+    users.router,
+    roles.router,
+    api_keys.router,
+    audit_log.router,
+)
 # A database at head stays at head; checking again this often is plenty.
 REVISION_CHECK_TTL_S: Final = 60.0
 JWKS_MAX_AGE_S: Final = 60
@@ -201,8 +222,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _internal_error)
     metrics = Metrics()
     app.state.metrics = metrics
+    backend = parse_database_url(settings.database_url).get_backend_name()
+    limit = in_flight_limit(backend, settings.db_pool_size, settings.db_max_overflow)
+    app.add_middleware(RequestGate, limit=limit)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _ops_routes(app, metrics, Readiness(settings))
     for router in ROUTERS:
-        app.include_router(router, prefix=API_PREFIX)
+        app.include_router(router, prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
     return app

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import DomainError, InvalidValue, MalformedEvent, UnknownTicket
@@ -113,3 +114,32 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(Problem(exc.status_code, str(exc.detail), headers=headers))
+
+
+class ProblemDocument(BaseModel):
+    """The body of every error response (RFC 9457)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = None
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "model": ProblemDocument,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDocument"}}},
+    }
+
+
+# Documented on every API route, so clients (and schema checks) know what errors look like.
+# FastAPI adds its own 422 only when a route documents none, so this one replaces it.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _documented("Not authenticated"),
+    403: _documented("Not allowed"),
+    404: _documented("Not found"),
+    409: _documented("Refused by the current state"),
+    422: _documented("Invalid input; `errors` names each field"),
+}

@@ -49,3 +49,48 @@ def test_login_and_use_the_token_over_http(live_server: live.LiveServer) -> None
         assert actions == ["auth.login", "auth.logout"]
     finally:
         engine.dispose()
+
+
+def test_a_burst_of_concurrent_issues_is_queued_not_failed(live_server: live.LiveServer) -> None:
+    """60 clients issue at once: every request succeeds and every number differs.
+
+    This is what the request gate is for: without it the burst starves the worker
+    threads, and SQLite answers "database is locked", PostgreSQL pool timeouts (500s).
+    """
+    import asyncio
+
+    from server.services import tenants
+
+    engine = make_engine(live_server.database_url)
+    try:
+        factory = make_session_factory(engine)
+        ids = seed(factory)
+        with session_scope(factory) as session:
+            service = tenants.create_service(session, ids["tenant_id"], ids["branch_id"], "B", "B")
+            service_id = str(service.id)
+    finally:
+        engine.dispose()
+    with httpx.Client(base_url=live_server.base_url, timeout=10.0) as client:
+        login = client.post(
+            "/api/v1/auth/login",
+            json={"tenant": TENANT, "username": "admin", "password": PASSWORD},
+        )
+        assert login.status_code == 200, login.text
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    async def issue() -> httpx.Response:
+        async with httpx.AsyncClient(base_url=live_server.base_url, timeout=60.0) as client:
+            return await client.post(
+                f"/api/v1/branches/{ids['branch_id']}/tickets",
+                json={"service_id": service_id, "channel": "walk_in"},
+                headers=headers,
+            )
+
+    async def burst() -> list[httpx.Response]:
+        return await asyncio.gather(*(issue() for _ in range(60)))
+
+    responses = asyncio.run(burst())
+    failed = [(r.status_code, r.text) for r in responses if r.status_code != 201]
+    assert failed == []
+    numbers = {r.json()["number"] for r in responses}
+    assert len(numbers) == 60

@@ -1,0 +1,49 @@
+"""A bound on API requests in flight, so a burst queues instead of failing.
+
+A request runs its dependencies and its handler in separate worker-thread calls
+and holds its database transaction (and on a branch, the branch lock) in
+between. When more requests are in flight than there are worker threads or
+pooled connections, the request holding a lock cannot get a thread or a
+connection to finish, and everyone times out (SQLite "database is locked",
+PostgreSQL pool timeouts: 500s). Queueing requests here, in the event loop and
+before they take a thread, keeps the number in flight below both limits, so the
+holder of any lock can always finish. SQLite has a single writer and every write
+session takes that lock up front, so there the bound is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+# Starlette's worker thread pool has 40 threads; leave some for everything else.
+MAX_IN_FLIGHT = 32
+
+
+class RequestGate:
+    """Plain ASGI middleware: at most ``limit`` ``/api/`` requests run at once."""
+
+    def __init__(self, app: ASGIApp, limit: int, prefix: str = "/api/") -> None:
+        if limit < 1:
+            raise ValueError("the request gate needs a limit of at least 1")
+        self.app = app
+        self.limit = limit
+        self.prefix = prefix
+        self._slots: asyncio.Semaphore | None = None  # made in the serving loop, on first use
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.limit)
+        async with self._slots:
+            await self.app(scope, receive, send)
+
+
+def in_flight_limit(backend: str, pool_size: int, max_overflow: int) -> int:
+    """One for SQLite; else what both the thread pool and the connection pool allow."""
+    if backend == "sqlite":
+        return 1
+    return max(1, min(MAX_IN_FLIGHT, pool_size + max_overflow))
