@@ -34,6 +34,7 @@ from server.api import (
     branch_counters,
     branch_services,
     branches,
+    counter_actions,
     roles,
     tickets,
     users,
@@ -50,6 +51,7 @@ API_PREFIX: Final = "/api/v1"
 ROUTERS: Final[tuple[APIRouter, ...]] = (
     auth.router,
     tickets.router,
+    counter_actions.router,
     branches.router,
     branch_services.router,
     branch_counters.router,
