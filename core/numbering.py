@@ -19,6 +19,24 @@ from core.values import MAX_TICKET_NUMBER, ServiceCode, TicketNumber
 
 DEFAULT_BLOCK_SIZE = 50
 
+FALLBACK_FLOOR = 8000
+"""Leases hand out numbers below this; ``FALLBACK_FLOOR..MAX`` is the fallback zone."""
+LEASE_CEILING = FALLBACK_FLOOR - 1
+MAX_DEVICE_SLOTS = 50
+"""Devices per branch with a fallback slot (``slot`` in ``0..MAX_DEVICE_SLOTS-1``)."""
+
+
+def fallback_numbers(slot: int) -> range:
+    """The fallback numbers of the device in ``slot``, ascending, for any one day.
+
+    A device that has used up its leased numbers while offline issues these:
+    no lease reaches the zone, and the stride by ``slot`` keeps two devices of a
+    branch apart, so even offline no number is issued twice.
+    """
+    if not 0 <= slot < MAX_DEVICE_SLOTS:
+        raise InvalidValue("slot", f"{slot} is outside 0..{MAX_DEVICE_SLOTS - 1}")
+    return range(FALLBACK_FLOOR + slot, MAX_TICKET_NUMBER + 1, MAX_DEVICE_SLOTS)
+
 
 @dataclass(frozen=True, slots=True)
 class NumberBlock:
@@ -47,7 +65,8 @@ def next_block(
 
     Blocks are handed out in ascending order and never reused. When fewer than
     ``size`` numbers are left the block is shortened; when none are left the
-    day is exhausted for that prefix and :class:`DomainError` says so.
+    day is exhausted for that prefix (numbers from
+    :data:`FALLBACK_FLOOR` up are kept for offline devices) and :class:`DomainError` says so.
     """
     if size < 1:
         raise InvalidValue("size", "a lease needs at least one number")
@@ -55,12 +74,12 @@ def next_block(
         (b.last for b in existing if b.prefix == prefix and b.business_day == business_day),
         default=0,
     )
-    if highest >= MAX_TICKET_NUMBER:
+    if highest >= LEASE_CEILING:
         raise DomainError(
-            f"All {MAX_TICKET_NUMBER} numbers of prefix {prefix} on "
+            f"All {LEASE_CEILING} numbers of prefix {prefix} on "
             f"{business_day.isoformat()} have been handed out"
         )
-    return NumberBlock(prefix, business_day, highest + 1, min(highest + size, MAX_TICKET_NUMBER))
+    return NumberBlock(prefix, business_day, highest + 1, min(highest + size, LEASE_CEILING))
 
 
 @dataclass(slots=True)

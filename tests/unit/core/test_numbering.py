@@ -7,7 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.errors import DomainError, InvalidValue
-from core.numbering import NumberBlock, NumberPool, next_block
+from core.numbering import (
+    FALLBACK_FLOOR,
+    LEASE_CEILING,
+    MAX_DEVICE_SLOTS,
+    NumberBlock,
+    NumberPool,
+    fallback_numbers,
+    next_block,
+)
 from core.values import MAX_TICKET_NUMBER, TicketNumber
 
 DAY = date(2026, 11, 25)
@@ -27,11 +35,27 @@ def test_other_prefixes_and_days_do_not_consume_numbers():
 
 
 def test_last_block_is_shortened_then_the_day_is_exhausted():
-    taken = [NumberBlock("A", DAY, 1, MAX_TICKET_NUMBER - 5)]
+    taken = [NumberBlock("A", DAY, 1, LEASE_CEILING - 5)]
     block = next_block(taken, "A", DAY, size=50)
-    assert (block.first, block.last) == (MAX_TICKET_NUMBER - 4, MAX_TICKET_NUMBER)
-    with pytest.raises(DomainError, match=r"All 9999 numbers of prefix A on 2026-11-25"):
+    assert (block.first, block.last) == (LEASE_CEILING - 4, LEASE_CEILING)
+    with pytest.raises(DomainError, match=r"All 7999 numbers of prefix A on 2026-11-25"):
         next_block([*taken, block], "A", DAY)
+
+
+def test_fallback_zone_is_never_leased_and_slots_never_share_a_number():
+    assert LEASE_CEILING < FALLBACK_FLOOR
+    seen: set[int] = set()
+    for slot in range(MAX_DEVICE_SLOTS):
+        numbers = set(fallback_numbers(slot))
+        assert numbers, slot
+        assert min(numbers) >= FALLBACK_FLOOR
+        assert max(numbers) <= MAX_TICKET_NUMBER
+        assert not numbers & seen, slot
+        seen |= numbers
+    assert len(fallback_numbers(0)) == 40
+    for bad in (-1, MAX_DEVICE_SLOTS):
+        with pytest.raises(InvalidValue, match="slot"):
+            fallback_numbers(bad)
 
 
 @pytest.mark.parametrize(
