@@ -36,6 +36,8 @@ from server.api import (
     branches,
     counter_actions,
     roles,
+    sync,
+    sync_stream,
     tickets,
     users,
 )
@@ -45,6 +47,7 @@ from server.db import make_engine, make_session_factory, parse_database_url
 from server.migrate import current_revision, head_revision
 from server.request_gate import RequestGate, in_flight_limit
 from server.services.keys import KeyRingSource
+from server.services.sync_hub import running_hub
 
 API_PREFIX: Final = "/api/v1"
 # Every router of the public API, mounted under API_PREFIX.
@@ -59,7 +62,11 @@ ROUTERS: Final[tuple[APIRouter, ...]] = (
     roles.router,
     api_keys.router,
     audit_log.router,
+    sync.router,
+    sync_stream.router,
 )
+# Long-lived requests that must not hold a request-gate slot while they wait.
+GATE_EXEMPT: Final = frozenset({API_PREFIX + sync_stream.STREAM_PATH})
 # A database at head stays at head; checking again this often is plenty.
 REVISION_CHECK_TTL_S: Final = 60.0
 JWKS_MAX_AGE_S: Final = 60
@@ -213,8 +220,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
         app.state.keys = KeyRingSource(app.state.session_factory)
+        app.state.read_session_factory = make_session_factory(engine, read_only=True)
         try:
-            yield
+            async with running_hub(app.state.session_factory, engine.url) as hub:
+                app.state.sync_hub = hub
+                yield
         finally:
             engine.dispose()
 
@@ -226,7 +236,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     backend = parse_database_url(settings.database_url).get_backend_name()
     limit = in_flight_limit(backend, settings.db_pool_size, settings.db_max_overflow)
-    app.add_middleware(RequestGate, limit=limit)
+    app.add_middleware(RequestGate, limit=limit, exempt=GATE_EXEMPT)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _ops_routes(app, metrics, Readiness(settings))
     for router in ROUTERS:

@@ -14,6 +14,8 @@ import platformdirs
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sync.protocol import HEARTBEAT_S
+
 DEFAULT_DB_FILENAME = "queuedesk.db"
 
 
@@ -44,6 +46,12 @@ class Settings(BaseSettings):
     # A refresh token reused within this many seconds of its rotation is treated
     # as a client retry (two tabs, a lost response), not as token theft.
     refresh_grace_s: int = Field(default=30, ge=0)
+
+    # The live sync stream (GET /sync/stream): seconds between heartbeats, and the
+    # longest a stream stays open (it also ends when the caller's token expires);
+    # clients reconnect from their cursor.
+    sync_heartbeat_s: float = Field(default=HEARTBEAT_S, gt=0)
+    sync_stream_max_s: float = Field(default=900.0, gt=0)
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Starlette's worker thread pool has 40 threads; leave some for everything else.
 MAX_IN_FLIGHT = 32
@@ -24,22 +24,51 @@ MAX_IN_FLIGHT = 32
 class RequestGate:
     """Plain ASGI middleware: at most ``limit`` ``/api/`` requests run at once."""
 
-    def __init__(self, app: ASGIApp, limit: int, prefix: str = "/api/") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        prefix: str = "/api/",
+        exempt: frozenset[str] = frozenset(),
+    ) -> None:
         if limit < 1:
             raise ValueError("the request gate needs a limit of at least 1")
         self.app = app
         self.limit = limit
         self.prefix = prefix
+        # Paths that answer slowly without holding a lock (the live sync stream):
+        # they hold a slot for their checks, up to the start of the response, and
+        # give it back for the long wait that follows.
+        self.exempt = exempt
         self._slots: asyncio.Semaphore | None = None  # made in the serving loop, on first use
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(self.prefix):
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or not path.startswith(self.prefix):
             await self.app(scope, receive, send)
             return
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.limit)
-        async with self._slots:
-            await self.app(scope, receive, send)
+        if path not in self.exempt:
+            async with self._slots:
+                await self.app(scope, receive, send)
+            return
+        slots = self._slots
+        await slots.acquire()
+        held = True
+
+        async def send_releasing(message: Message) -> None:
+            nonlocal held
+            if held and message["type"] == "http.response.start":
+                held = False
+                slots.release()  # the checks are done; the stream itself waits unqueued
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_releasing)
+        finally:
+            if held:
+                slots.release()
 
 
 def in_flight_limit(backend: str, pool_size: int, max_overflow: int) -> int:

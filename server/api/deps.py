@@ -17,7 +17,7 @@ from typing import Annotated, Any, Final, Literal
 
 import jwt
 from fastapi import Depends, Request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from server.api.problems import Problem
@@ -50,12 +50,14 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_settings_dep(request: Request) -> Settings:
+# The two below only read app.state: async, so FastAPI calls them in the event
+# loop instead of handing each to a worker thread and back.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_keys(request: Request) -> KeyRingSource:
+async def get_keys(request: Request) -> KeyRingSource:
     keys: KeyRingSource = request.app.state.keys
     return keys
 
@@ -86,6 +88,7 @@ class Principal:
     grants: Grants
     jti: str | None = None
     expires_at: datetime | None = None
+    device_id: uuid.UUID | None = None  # the access token's "did" claim, if any
 
     @property
     def actor_id(self) -> str:
@@ -121,14 +124,39 @@ def _active_user(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> 
     return user
 
 
-def _verify(
-    keys: KeyRingSource, settings: Settings, token: str, session: Session
-) -> dict[str, Any]:
-    def is_revoked(jti: str) -> bool:
-        return session.get(RevokedToken, jti) is not None
+# Everything a bearer token's validity depends on, in one round trip: this runs
+# on every request, so it reads two values rather than three ORM entities.
+_TOKEN_HOLDER: Final = (
+    select(
+        User.token_version,
+        select(RevokedToken.jti).where(RevokedToken.jti == bindparam("jti")).exists(),
+    )
+    .join(Tenant, Tenant.id == User.tenant_id)
+    .where(
+        User.id == bindparam("user_id"),
+        User.tenant_id == bindparam("tenant_id"),
+        User.disabled.is_(False),
+        Tenant.disabled.is_(False),
+    )
+)
+
+
+def _token_version(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, jti: str) -> int:
+    """The active user's token version; 401 for an unknown or disabled user or tenant,
+    or a revoked token."""
+    found = session.execute(
+        _TOKEN_HOLDER, {"user_id": user_id, "tenant_id": tenant_id, "jti": jti}
+    ).first()
+    if found is None or found[1]:
+        raise unauthenticated()
+    return int(found[0])
+
+
+def _verify(keys: KeyRingSource, settings: Settings, token: str) -> dict[str, Any]:
+    """The token's claims; revocation is checked with the holder (:func:`_token_version`)."""
 
     def attempt(ring: KeyRing) -> dict[str, Any]:
-        return verify_access_token(ring, token, issuer=settings.jwt_issuer, is_revoked=is_revoked)
+        return verify_access_token(ring, token, issuer=settings.jwt_issuer)
 
     try:
         return attempt(keys.ring())
@@ -157,12 +185,12 @@ def _unverified_kid(token: str) -> str | None:
 def _from_access_token(
     session: Session, keys: KeyRingSource, settings: Settings, token: str
 ) -> Principal:
-    claims = _verify(keys, settings, token, session)
+    claims = _verify(keys, settings, token)
     tenant_id, user_id = _as_uuid(claims["tid"]), _as_uuid(claims["sub"])
-    user = _active_user(session, tenant_id, user_id)
     version = claims.get("ver")
     # A disabled account or a changed password bumps token_version: older tokens end.
-    if isinstance(version, bool) or version != user.token_version:
+    holder_version = _token_version(session, tenant_id, user_id, str(claims["jti"]))
+    if isinstance(version, bool) or version != holder_version:
         raise unauthenticated()
     return Principal(
         tenant_id=tenant_id,
@@ -172,6 +200,7 @@ def _from_access_token(
         grants=grant_cache.get(session, tenant_id, user_id),
         jti=claims["jti"],
         expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        device_id=_as_uuid(claims["did"]) if claims.get("did") is not None else None,
     )
 
 

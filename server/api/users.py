@@ -16,7 +16,7 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from core.errors import InvalidValue
 from core.permissions import TENANT_ADMIN
@@ -189,7 +189,11 @@ def list_users(
     cursor: Annotated[str | None, Query(max_length=150)] = None,
 ) -> UserPage:
     """Users by username; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    query = select(User).where(User.tenant_id == principal.tenant_id)
+    query = (
+        select(User)
+        .where(User.tenant_id == principal.tenant_id)
+        .options(selectinload(User.role_assignments))
+    )
     if cursor:
         query = query.where(User.username_normalized > cursor)
     rows = list(session.scalars(query.order_by(User.username_normalized).limit(limit + 1)))

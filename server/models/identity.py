@@ -93,8 +93,10 @@ class User(Base):
     created_at: Mapped[datetime] = created_at()
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
+    # Loaded on access (list endpoints use selectinload): every authenticated
+    # request reads the user, and must not pay for its grants' rows each time.
     role_assignments: Mapped[list[UserRole]] = relationship(
-        back_populates="user", lazy="selectin", cascade="all, delete-orphan"
+        back_populates="user", cascade="all, delete-orphan"
     )
 
     @validates("username")

@@ -53,6 +53,14 @@ class Ticket(Base):
         branch_fk(),
         UniqueConstraint("branch_id", "business_day", "number"),
         Index("ix_tickets_branch_id_status_service_id", "branch_id", "status", "service_id"),
+        # The day's latest completions of a service (wait estimates), day-range reports.
+        Index(
+            "ix_tickets_branch_id_service_id_business_day",
+            "branch_id",
+            "service_id",
+            "business_day",
+            "finished_at",
+        ),
         CheckConstraint(one_of("status", (s.value for s in TicketStatus)), name="status"),
         CheckConstraint(one_of("channel", (c.value for c in Channel)), name="channel"),
     )
@@ -160,18 +168,21 @@ def allocate_server_seqs(session: Session, branch_id: uuid.UUID, count: int = 1)
     """
     if count < 1:
         raise ValueError("count must be at least 1")
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(BranchSequence)
-        .values(branch_id=branch_id, last_server_seq=0)
-        .on_conflict_do_nothing(index_elements=["branch_id"])
-    )
-    last: int = session.execute(
+    bump = (
         update(BranchSequence)
         .where(BranchSequence.branch_id == branch_id)
         .values(last_server_seq=BranchSequence.last_server_seq + count)
-        .returning(BranchSequence.last_server_seq),
-        execution_options={"synchronize_session": False},
-    ).scalar_one()
+        .returning(BranchSequence.last_server_seq)
+    )
+    options = {"synchronize_session": False}
+    last = session.execute(bump, execution_options=options).scalar_one_or_none()
+    if last is None:  # the branch's first event: create the row (a concurrent first is fine)
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        session.execute(
+            insert(BranchSequence)
+            .values(branch_id=branch_id, last_server_seq=0)
+            .on_conflict_do_nothing(index_elements=["branch_id"])
+        )
+        last = session.execute(bump, execution_options=options).scalar_one()
     return range(last - count + 1, last + 1)

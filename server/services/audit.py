@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidValue
@@ -151,27 +151,27 @@ def record(
         details=clean,
     )
     stored = chain_row(audit_record, prev_hash)
-    row = AuditLog(
-        tenant_id=tenant_id,
-        seq=seq,
-        at=when,
-        actor_type=audit_record.actor_type,
-        actor_id=audit_record.actor_id,
-        source_ip=audit_record.source_ip,
-        user_agent=audit_record.user_agent,
-        action=audit_record.action,
-        object_type=audit_record.object_type,
-        object_id=audit_record.object_id,
-        result=audit_record.result,
-        reason=audit_record.reason,
-        details=clean,
-        prev_hash=stored.prev_hash,
-        row_hash=stored.row_hash,
-    )
-    session.add(row)
-    # Flushed now so the next record() in this transaction sees it as the last row.
-    session.flush()
-    return row
+    values = {
+        "tenant_id": tenant_id,
+        "seq": seq,
+        "at": when,
+        "actor_type": audit_record.actor_type,
+        "actor_id": audit_record.actor_id,
+        "source_ip": audit_record.source_ip,
+        "user_agent": audit_record.user_agent,
+        "action": audit_record.action,
+        "object_type": audit_record.object_type,
+        "object_id": audit_record.object_id,
+        "result": audit_record.result,
+        "reason": audit_record.reason,
+        "details": clean,
+        "prev_hash": stored.prev_hash,
+        "row_hash": stored.row_hash,
+    }
+    # A Core insert: written at once, so the next record() in this transaction sees
+    # it as the last row, without the unit of work's bookkeeping on every request.
+    row_id = session.execute(insert(AuditLog).values(values).returning(AuditLog.id)).scalar_one()
+    return AuditLog(id=row_id, **values)
 
 
 def record_as(

@@ -8,12 +8,13 @@ outside, whatever its cause; the cause is in the audit log only.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, delete, select, text, update
 from sqlalchemy.orm import Session
 
 from server.config import Settings
@@ -117,7 +118,8 @@ def _issue(
         issuer=settings.jwt_issuer,
         ttl_s=ttl,
         now=now,
-        extra={"ver": user.token_version},
+        # "did": the device signed in on, so the sync endpoints refuse a revoked one's tokens.
+        extra={"ver": user.token_version, **({"did": str(device_id)} if device_id else {})},
     )
     plaintext = new_refresh_token()
     row = RefreshToken(
@@ -144,6 +146,19 @@ def _issue(
         grants=grant_cache.get(session, tenant.id, user.id),
     )
     return tokens, row
+
+
+def _lock_throttle(session: Session, key: str) -> None:
+    """Serialise attempts on one throttle key until the transaction ends.
+
+    Two concurrent first failures would otherwise both insert its row and one
+    would fail on the primary key. SQLite needs nothing: every write transaction
+    begins with BEGIN IMMEDIATE, which serialises all writers.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256(b"queuedesk.login_throttle:" + key.encode()).digest()
+        lock = int.from_bytes(digest[:8], "big", signed=True)  # advisory keys are bigint
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
 
 
 def _known_device(
@@ -181,6 +196,7 @@ def login(
     key = throttle_key(
         tenant=slug, username=normalized, source_ip=actor.source_ip or _UNKNOWN_SOURCE
     )
+    _lock_throttle(session, key)
     throttle = session.get(LoginThrottle, key)
     state = ThrottleState()
     if throttle is not None:

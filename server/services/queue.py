@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from core.commands import Command, IssueTicket
@@ -118,7 +119,7 @@ def issue_ticket(
         if not service.active:
             raise DomainError(f"{service.name} is not taking tickets")
         day = BusinessDay.of(at, lease.state.time_zone, lease.state.day_starts_at_min).day
-        number, new_block = next_server_number(session, lease.branch, service.code, day)
+        number, new_block = next_server_number(session, lease, service.code, day)
         command = IssueTicket(
             at=at,
             service_id=str(service.id),
@@ -220,10 +221,11 @@ def _record(
     lease.advanced(seqs[-1], events[-1].id)
 
 
-def _find_service(session: Session, branch: Branch, service_id: IdLike) -> Service:
+def _find_service(session: Session, branch: Branch, service_id: IdLike) -> Row[Any]:
+    """The service's id, name, code and active flag (columns: this runs per ticket)."""
     sid = as_uuid(service_id, "service")
-    service = session.scalars(
-        select(Service).where(
+    service = session.execute(
+        select(Service.id, Service.name, Service.code, Service.active).where(
             Service.id == sid, Service.branch_id == branch.id, Service.tenant_id == branch.tenant_id
         )
     ).one_or_none()

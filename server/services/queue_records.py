@@ -19,6 +19,7 @@ from core.events import EventBase, TicketIssued, event_to_dict
 from core.state import BranchState
 from core.state import Ticket as CoreTicket
 from server.models import QueueEvent, Ticket, utc_now
+from server.services.sync_hub import mark_appended
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,8 @@ def write_events(
             }
         )
     session.execute(insert(QueueEvent), values)
+    if any(row.server_seq is not None for row in rows):
+        mark_appended(session, branch_id)  # wakes live sync streams after the commit
 
 
 def write_tickets(

@@ -28,6 +28,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
@@ -98,29 +100,34 @@ class BranchConfig:
 def find_branch(session: Session, tenant_id: IdLike, branch_id: IdLike) -> Branch:
     """The branch, or :class:`NotFoundInTenant` (also for another tenant's branch)."""
     tid, bid = as_uuid(tenant_id, "tenant"), as_uuid(branch_id, "branch")
-    branch = session.scalars(
-        select(Branch).where(Branch.id == bid, Branch.tenant_id == tid)
-    ).one_or_none()
-    if branch is None:
+    branch = session.get(Branch, bid)  # the identity map answers a second call
+    if branch is None or branch.tenant_id != tid:
         raise NotFoundInTenant(f"There is no branch {bid}")
     return branch
 
 
 def read_config(session: Session, branch: Branch) -> BranchConfig:
     """Every service and counter of the branch, inactive ones too: old events name them."""
-    services = session.scalars(
-        select(Service).where(Service.branch_id == branch.id).order_by(Service.id)
+    # Columns, not entities: this runs on every queue request.
+    services = session.execute(
+        select(Service.id, Service.code, Service.name, Service.target_wait_s)
+        .where(Service.branch_id == branch.id)
+        .order_by(Service.id)
     )
-    counters = session.scalars(
-        select(Counter).where(Counter.branch_id == branch.id).order_by(Counter.id)
+    counters = session.execute(
+        select(Counter.id, Counter.name, Counter.work_profile)
+        .where(Counter.branch_id == branch.id)
+        .order_by(Counter.id)
     )
     return BranchConfig(
         time_zone=branch.time_zone,
         day_starts_at_min=branch.day_starts_at,
-        services=tuple(ServiceConfig(str(s.id), s.code, s.name, s.target_wait_s) for s in services),
+        services=tuple(
+            ServiceConfig(str(sid), code, name, target) for sid, code, name, target in services
+        ),
         counters=tuple(
-            CounterConfig(str(c.id), c.name, tuple(str(s) for s in c.work_profile or ()))
-            for c in counters
+            CounterConfig(str(cid), name, tuple(str(s) for s in profile or ()))
+            for cid, name, profile in counters
         ),
     )
 
@@ -134,6 +141,7 @@ class _Entry:
     config: BranchConfig | None = None
     server_seq: int = 0
     last_event_id: uuid.UUID | None = None
+    hints: dict[tuple[str, date], int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -146,6 +154,9 @@ class BranchLease:
     server_seq: int
     last_event_id: uuid.UUID | None
     mutating: bool = False  # set before folding new events: a failure then drops the state
+    # Where to start looking for the service's next own number, per (prefix, day):
+    # kept with the state and dropped with it, so a stale hint never outlives it.
+    hints: dict[tuple[str, date], int] = field(default_factory=dict)
 
     def advanced(self, server_seq: int, last_event_id: uuid.UUID) -> None:
         """Record that ``state`` now reflects the log up to ``server_seq``."""
@@ -187,15 +198,33 @@ class BranchStates:
         private copy is built instead. If the block raises after setting
         ``lease.mutating``, the cached state is dropped: it may be half-changed.
         """
-        # The database lock comes before the in-process mutex, always, so the two
-        # cannot deadlock; the branch query also begins the transaction.
-        branch = find_branch(session, tenant_id, branch_id)
-        if lock:
-            lock_branch(session, branch.id)
-        config = read_config(session, branch)
+        held = _held_in(session, tenant_id, branch_id)
+        if held is not None:
+            branch, config = held
+        else:
+            # The database lock comes before the in-process mutex, always, so the two
+            # cannot deadlock; the branch query also begins the transaction.
+            branch = find_branch(session, tenant_id, branch_id)
+            if lock:
+                lock_branch(session, branch.id)
+            config = read_config(session, branch)
         entry = self._entry(branch.id)
         with entry.mutex:
-            lease = _checkout(session, branch, config, entry, locked=lock)
+            if held is not None and entry.state is not None and entry.config == config:
+                # This transaction holds the branch lock: no one else can have appended
+                # since its last use, and this process's state includes its own writes.
+                lease = BranchLease(
+                    branch,
+                    config,
+                    entry.state,
+                    entry.server_seq,
+                    entry.last_event_id,
+                    hints=entry.hints,
+                )
+            else:
+                lease = _checkout(session, branch, config, entry, locked=lock or held is not None)
+            if lock:
+                _hold(session, branch, config)
             shared = lease.state is entry.state
             try:
                 yield lease
@@ -214,6 +243,40 @@ class BranchStates:
             return entry
 
 
+_HELD = "queuedesk.branches_held"
+
+
+def _hold(session: Session, branch: Branch, config: BranchConfig) -> None:
+    """Remember that this session's current transaction holds ``branch``'s lock."""
+    held = session.info.setdefault(_HELD, {})
+    held[branch.id] = (session.get_transaction(), branch, config)
+
+
+def _held_in(
+    session: Session, tenant_id: IdLike, branch_id: IdLike
+) -> tuple[Branch, BranchConfig] | None:
+    """The branch and config read when this very transaction locked the branch, if it did.
+
+    A later use in the same transaction (the view after a command) then needs no
+    queries: the lock means nobody else has appended since.
+    """
+    held = session.info.get(_HELD)
+    if not held:
+        return None
+    try:
+        bid, tid = as_uuid(branch_id, "branch"), as_uuid(tenant_id, "tenant")
+    except NotFoundInTenant:
+        return None
+    found = held.get(bid)
+    if found is None:
+        return None
+    transaction, branch, config = found
+    current = session.get_transaction()
+    if current is None or current is not transaction or branch.tenant_id != tid:
+        return None
+    return branch, config
+
+
 BRANCH_STATES = BranchStates()
 """The process-wide cache every service function uses unless handed another."""
 
@@ -221,47 +284,53 @@ BRANCH_STATES = BranchStates()
 def _checkout(
     session: Session, branch: Branch, config: BranchConfig, entry: _Entry, *, locked: bool
 ) -> BranchLease:
-    """Validate the cached state against the log, rebuild or copy if needed, catch up."""
+    """Validate the cached state against the log, rebuild or copy if needed, catch up.
+
+    One query does both: it reads the log from the cached ``server_seq`` on, and
+    its first row must be the event the cache last folded.
+    """
     if entry.state is not None and entry.config == config:
-        seen = _event_id_at(session, branch.id, entry.server_seq)
+        rows = _log_from(session, branch.id, entry.server_seq, inclusive=True)
+        seen: uuid.UUID | None = None
+        if entry.server_seq > 0:
+            first = next(rows, None)
+            if first is not None and first[1] == entry.server_seq:
+                seen = first[0]
         if entry.server_seq == 0 or seen == entry.last_event_id:
             lease = BranchLease(branch, config, entry.state, entry.server_seq, entry.last_event_id)
-            _catch_up(session, lease, entry)
+            lease.hints = entry.hints
+            _fold(lease, entry, rows)
             return lease
         if seen is None and not locked:
             # Ahead of this reader's view: someone's write is not committed yet.
             private = BranchLease(branch, config, config.new_state(branch.id), 0, None)
-            _catch_up(session, private, None)
+            _fold(private, None, _log_from(session, branch.id, 0))
             return private
     entry.state, entry.config = config.new_state(branch.id), config
-    entry.server_seq, entry.last_event_id = 0, None
-    lease = BranchLease(branch, config, entry.state, 0, None)
-    _catch_up(session, lease, entry)
+    entry.server_seq, entry.last_event_id, entry.hints = 0, None, {}
+    lease = BranchLease(branch, config, entry.state, 0, None, hints=entry.hints)
+    _fold(lease, entry, _log_from(session, branch.id, 0))
     return lease
 
 
-def _event_id_at(session: Session, branch_id: uuid.UUID, server_seq: int) -> uuid.UUID | None:
-    if server_seq == 0:
-        return None
-    found: uuid.UUID | None = session.scalar(
-        select(QueueEvent.id).where(
-            QueueEvent.branch_id == branch_id, QueueEvent.server_seq == server_seq
-        )
-    )
-    return found
+_Row = tuple[uuid.UUID, int, dict[str, Any]]
 
 
-def _catch_up(session: Session, lease: BranchLease, entry: _Entry | None) -> None:
-    """Fold the accepted events after ``lease.server_seq``, in ``server_seq`` order."""
+def _log_from(
+    session: Session, branch_id: uuid.UUID, server_seq: int, *, inclusive: bool = False
+) -> Iterator[_Row]:
+    """The branch's accepted events after (or from) ``server_seq``, in order."""
+    after = QueueEvent.server_seq >= server_seq if inclusive else QueueEvent.server_seq > server_seq
     rows = session.execute(
         select(QueueEvent.id, QueueEvent.server_seq, QueueEvent.payload)
-        .where(
-            QueueEvent.branch_id == lease.branch.id,
-            QueueEvent.status == "accepted",
-            QueueEvent.server_seq > lease.server_seq,
-        )
+        .where(QueueEvent.branch_id == branch_id, QueueEvent.status == "accepted", after)
         .order_by(QueueEvent.server_seq)
     )
+    return ((event_id, seq, payload) for event_id, seq, payload in rows)
+
+
+def _fold(lease: BranchLease, entry: _Entry | None, rows: Iterator[_Row]) -> None:
+    """Fold ``rows`` (accepted events after ``lease.server_seq``) into the lease's state."""
     try:
         for event_id, server_seq, payload in rows:
             apply(lease.state, parse_event(payload))

@@ -166,7 +166,9 @@ def seed(factory: sessionmaker[Session]) -> dict[str, uuid.UUID]:
 @contextmanager
 def running_app(db_url: str, **overrides: Any) -> Iterator[World]:
     """The app on ``db_url`` with its lifespan entered and the tenant seeded."""
-    settings = Settings(database_url=db_url, **overrides)
+    # The TestClient reads a response to its end, so in process a live sync stream
+    # must end by itself: it lasts half a second unless the test asks otherwise.
+    settings = Settings(database_url=db_url, **{"sync_stream_max_s": 0.5, **overrides})
     app = create_app(settings)
     app.include_router(_probe_router(), prefix="/api/v1")
     rbac.grant_cache.clear()  # the cache is process-wide; ids differ per test anyway

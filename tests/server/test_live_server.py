@@ -94,3 +94,40 @@ def test_a_burst_of_concurrent_issues_is_queued_not_failed(live_server: live.Liv
     assert failed == []
     numbers = {r.json()["number"] for r in responses}
     assert len(numbers) == 60
+
+
+def test_concurrent_first_failures_of_one_account_are_all_counted(
+    live_server: live.LiveServer,
+) -> None:
+    """Wrong passwords for one account at once: each is a 401, none a 500, all counted.
+
+    The first failure creates the account's throttle row; without serialising on
+    its key, two concurrent first failures both insert it and one fails.
+    """
+    import asyncio
+
+    from server.models import LoginThrottle
+
+    engine = make_engine(live_server.database_url)
+    try:
+        factory = make_session_factory(engine)
+        seed(factory)
+        body = {"tenant": TENANT, "username": "admin", "password": "not the password"}
+
+        async def attempt(client: httpx.AsyncClient) -> int:
+            response = await client.post("/api/v1/auth/login", json=body)
+            return response.status_code
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(base_url=live_server.base_url, timeout=30.0) as client:
+                return await asyncio.gather(*(attempt(client) for _ in range(12)))
+
+        statuses = asyncio.run(burst())
+        assert set(statuses) <= {401, 429}, statuses
+        assert 401 in statuses
+        with session_scope(factory) as session:
+            failures = session.scalars(select(LoginThrottle.failures)).all()
+        assert len(failures) == 1, failures  # one row for the account and source
+        assert failures[0] >= statuses.count(401), (failures, statuses)
+    finally:
+        engine.dispose()

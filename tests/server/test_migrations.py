@@ -183,8 +183,27 @@ def _rows_at_0001(conn: Connection) -> None:
     )  # fmt: skip
 
 
+def _rows_at_0002(conn: Connection) -> None:
+    devices = sa.table(
+        "devices", sa.column("tenant_id", sa.Uuid()), sa.column("branch_id", sa.Uuid())
+    )
+    tid, bid = conn.execute(sa.select(devices.c.tenant_id, devices.c.branch_id)).one()
+    _insert(
+        conn, "devices", id=uuid.uuid4(), tenant_id=tid, branch_id=bid, name="Desk 2",
+        kind="console", created_at=datetime(2026, 3, 3, 8, 0), last_device_seq=0, slot=0,
+    )  # fmt: skip
+
+
+def _rows_at_0003(conn: Connection) -> None:
+    """0003 adds an index only: the rows of earlier revisions must come through."""
+
+
 # Add one entry per new revision: rows valid at that revision.
-SAMPLE_ROWS: dict[str, Callable[[Connection], None]] = {"0001": _rows_at_0001}
+SAMPLE_ROWS: dict[str, Callable[[Connection], None]] = {
+    "0001": _rows_at_0001,
+    "0002": _rows_at_0002,
+    "0003": _rows_at_0003,
+}
 
 
 def _snapshot(conn: Connection) -> Snapshot:

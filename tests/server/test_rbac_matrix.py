@@ -79,6 +79,11 @@ POLICIES: Final[dict[tuple[str, str], Access]] = {
     ("POST", "/api/v1/counters/{counter_id}/close"): Access(("counters.operate",), True),
     ("POST", "/api/v1/counters/{counter_id}/pause"): Access(("counters.operate",), True),
     ("POST", "/api/v1/counters/{counter_id}/resume"): Access(("counters.operate",), True),
+    # checked at the branch named in the body or query, after finding it in the tenant
+    ("POST", "/api/v1/sync/push"): Access(("sync.device",), True),
+    ("GET", "/api/v1/sync/pull"): Access(("sync.device",), True),
+    ("GET", "/api/v1/sync/stream"): Access(("sync.device",), True),
+    ("POST", "/api/v1/sync/leases"): Access(("sync.device",), True),
 }
 # Routes any signed-in caller (or anyone) may use, each with why.
 UNGUARDED: Final[dict[tuple[str, str], str]] = {

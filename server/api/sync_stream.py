@@ -1,0 +1,118 @@
+"""The live sync stream: ``GET /sync/stream`` as Server-Sent Events (DESIGN "Sync" 4).
+
+A stream first catches up from ``after`` (or the ``Last-Event-ID`` a
+reconnecting client sends), then sends new events as they are committed and a
+``heartbeat`` every ``sync_heartbeat_s`` seconds. Messages of type ``events``
+carry a :class:`sync.protocol.StreamMessage` and the cursor as their SSE id; a
+heartbeat carries a StreamMessage without events, so it also tells the cursor.
+
+An idle stream holds nothing: it is exempt from the request gate (see
+:mod:`server.request_gate`), its checks run in the request's session, which
+closes before the first byte is sent, and each read afterwards is a short
+read-only session in a worker thread. It sleeps on the
+:class:`server.services.sync_hub.SyncHub` until its branch's log grows (in this
+process or, on PostgreSQL, in any other) and also reads on every heartbeat, so
+a missed wake-up delays an event by one heartbeat at most.
+
+A stream ends when the caller's access token expires, or after
+``sync_stream_max_s``; the client reconnects from its cursor with a fresh token,
+so a revoked session or device does not keep a stream.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request
+from sqlalchemy.orm import Session, sessionmaker
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from server.api.sync_support import ReaderCall
+from server.config import Settings
+from server.db import session_scope
+from server.models import utc_now
+from server.services.sync_hub import SyncHub
+from server.services.sync_pull import EventPage, read_events
+from sync.protocol import DEFAULT_PULL_LIMIT, StreamMessage
+
+STREAM_PATH: Final = "/sync/stream"
+
+router = APIRouter(tags=["sync"])
+
+_SSE_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "description": "Server-Sent Events: `events` (data: StreamMessage, id: cursor), "
+        "`heartbeat` (data: StreamMessage without events)",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get(STREAM_PATH, response_class=EventSourceResponse, responses=_SSE_RESPONSE)
+async def stream(
+    call: ReaderCall,
+    request: Request,
+    after: Annotated[int | None, Query(ge=0, description="The cursor to catch up from")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+) -> EventSourceResponse:
+    """Catch up from ``after``, then send events as they are committed, with heartbeats."""
+    settings: Settings = request.app.state.settings
+    expires_at = call.principal.expires_at
+    lifetime = settings.sync_stream_max_s
+    if expires_at is not None:
+        lifetime = min(lifetime, (expires_at - utc_now()).total_seconds())
+    cursor = after if after is not None else _cursor_of(last_event_id)
+    messages = _messages(
+        request.app.state.sync_hub,
+        request.app.state.read_session_factory,
+        call.branch.id,
+        cursor,
+        heartbeat_s=settings.sync_heartbeat_s,
+        deadline=time.monotonic() + lifetime,
+    )
+    return EventSourceResponse(messages, ping=0, headers={"Cache-Control": "no-store"})
+
+
+async def _messages(
+    hub: SyncHub,
+    factory: sessionmaker[Session],
+    branch_id: uuid.UUID,
+    cursor: int,
+    *,
+    heartbeat_s: float,
+    deadline: float,
+) -> AsyncIterator[ServerSentEvent]:
+    with hub.subscribe(branch_id) as wake:
+        next_beat = time.monotonic() + heartbeat_s
+        while time.monotonic() < deadline:
+            wake.clear()  # before reading: a commit after the read sets it again
+            page = await anyio.to_thread.run_sync(_read, factory, branch_id, cursor)
+            if page.events:
+                cursor = page.cursor
+                message = StreamMessage(events=page.events, cursor=cursor)
+                yield ServerSentEvent(message.model_dump_json(), event="events", id=str(cursor))
+                if page.has_more:
+                    continue
+            if time.monotonic() >= next_beat:
+                beat = StreamMessage(events=[], cursor=cursor)
+                yield ServerSentEvent(beat.model_dump_json(), event="heartbeat")
+                next_beat = time.monotonic() + heartbeat_s
+            wait_s = min(next_beat, deadline) - time.monotonic()
+            with anyio.move_on_after(max(wait_s, 0)):
+                await wake.wait()
+
+
+def _read(factory: sessionmaker[Session], branch_id: uuid.UUID, cursor: int) -> EventPage:
+    with session_scope(factory) as session:
+        return read_events(session, branch_id, cursor, DEFAULT_PULL_LIMIT)
+
+
+def _cursor_of(last_event_id: str | None) -> int:
+    """The cursor a reconnecting client's ``Last-Event-ID`` names; 0 if none or not one."""
+    if last_event_id and last_event_id.strip().isdigit():
+        return int(last_event_id.strip())
+    return 0

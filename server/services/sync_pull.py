@@ -1,0 +1,131 @@
+"""What a console pulls: pages of the branch's event log, and its reference data.
+
+Events come by ``server_seq`` only (never by device clocks); rejected events
+are kept in the log for audit but never pulled. Reference data (the branch,
+its services and counters, staff names, pause reasons, the caller's
+permissions and device slot) is everything a console needs to work offline. It
+is versioned by a hash of its content, so a console that sends the version it
+holds gets the data again only when something in it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from server.models import Branch, Counter, PauseReason, QueueEvent, Service, User, UserRole
+from server.services.grants import Grants
+from sync.protocol import (
+    BranchRef,
+    CounterRef,
+    PulledEvent,
+    ReferenceData,
+    ServiceRef,
+    StaffRef,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    events: list[PulledEvent]
+    cursor: int  # the last server_seq returned, else ``after``
+    has_more: bool
+
+
+def read_events(session: Session, branch_id: uuid.UUID, after: int, limit: int) -> EventPage:
+    """Accepted events of the branch with ``server_seq > after``, ascending, at most ``limit``."""
+    rows = session.execute(
+        select(QueueEvent.server_seq, QueueEvent.payload)
+        .where(
+            QueueEvent.branch_id == branch_id,
+            QueueEvent.status == "accepted",
+            QueueEvent.server_seq > after,
+        )
+        .order_by(QueueEvent.server_seq)
+        .limit(limit + 1)  # one more tells whether another page follows
+    ).all()
+    events = [PulledEvent(server_seq=seq, event=payload) for seq, payload in rows[:limit]]
+    cursor = events[-1].server_seq if events else after
+    return EventPage(events, cursor, has_more=len(rows) > limit)
+
+
+def reference_data(
+    session: Session, branch: Branch, grants: Grants, device_slot: int | None
+) -> ReferenceData:
+    """The branch's reference data as the caller sees it, with its content version."""
+    pause_reasons = session.scalars(
+        select(PauseReason.label).where(
+            PauseReason.tenant_id == branch.tenant_id, PauseReason.active.is_(True)
+        )
+    )
+    unversioned = ReferenceData(
+        version="",
+        branch=BranchRef(
+            id=str(branch.id),
+            name=branch.name,
+            time_zone=branch.time_zone,
+            day_starts_at_min=branch.day_starts_at,
+        ),
+        services=_services(session, branch.id),
+        counters=_counters(session, branch.id),
+        staff=_staff(session, branch),
+        pause_reasons=sorted(pause_reasons),
+        permissions=sorted(grants.tenant_wide | grants.by_branch.get(branch.id, frozenset())),
+        device_slot=device_slot,
+    )
+    return unversioned.model_copy(update={"version": _version(unversioned)})
+
+
+def _services(session: Session, branch_id: uuid.UUID) -> list[ServiceRef]:
+    rows = session.scalars(
+        select(Service).where(Service.branch_id == branch_id).order_by(Service.code, Service.id)
+    )
+    return [
+        ServiceRef(
+            id=str(s.id), code=s.code, name=s.name, target_wait_s=s.target_wait_s, active=s.active
+        )
+        for s in rows
+    ]
+
+
+def _counters(session: Session, branch_id: uuid.UUID) -> list[CounterRef]:
+    rows = session.scalars(
+        select(Counter).where(Counter.branch_id == branch_id).order_by(Counter.number, Counter.id)
+    )
+    return [
+        CounterRef(
+            id=str(c.id),
+            name=c.name,
+            work_profile=[str(s) for s in c.work_profile or ()],
+            active=c.active,
+        )
+        for c in rows
+    ]
+
+
+def _staff(session: Session, branch: Branch) -> list[StaffRef]:
+    """Enabled users with a role at this branch or tenant-wide, by display name."""
+    with_access = select(UserRole.user_id).where(
+        UserRole.tenant_id == branch.tenant_id,
+        or_(UserRole.branch_id.is_(None), UserRole.branch_id == branch.id),
+    )
+    rows = session.execute(
+        select(User.id, User.display_name, User.username).where(
+            User.tenant_id == branch.tenant_id,
+            User.disabled.is_(False),
+            User.id.in_(with_access),
+        )
+    ).all()
+    staff = [StaffRef(id=str(uid), display_name=shown or name) for uid, shown, name in rows]
+    return sorted(staff, key=lambda s: (s.display_name.casefold(), s.id))
+
+
+def _version(data: ReferenceData) -> str:
+    """A stable hash of the content: same data, same version, on every replica."""
+    text = json.dumps(data.model_dump(mode="json", exclude={"version"}), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

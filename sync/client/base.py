@@ -1,0 +1,193 @@
+"""Opening a cache file and the transaction discipline every cache operation follows.
+
+:class:`CacheFile` is the base of :class:`sync.client.cache.LocalCache`: it owns the
+engine, the lock and the memory (:class:`~sync.client.replica.Replica`, the number
+source, the device identity), and guarantees that the memory is only ever a
+function of the file:
+
+- every operation runs under one lock in one transaction (:meth:`CacheFile._writing`);
+- every write bumps a generation counter; an instance that finds the file at
+  another generation than its own (another instance or process wrote it) reloads
+  before doing anything, and so does one whose transaction failed after its memory
+  had moved on;
+- on open, the projection is compared with the state rebuilt from the confirmed
+  log and the outbox and rewritten if they differ (:attr:`CacheFile.repaired`);
+  since every operation is one transaction this only happens to a file edited
+  behind the cache's back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Self
+
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
+
+from core.ids import new_id
+from core.values import BusinessDay
+from sync.client import migrations, projection
+from sync.client import outbox as rows
+from sync.client.errors import NotACacheFile
+from sync.client.numbers import NumberSource
+from sync.client.rebase import Outcome, rebuild
+from sync.client.replica import Replica
+from sync.client.store import (
+    device,
+    make_engine,
+    outbox,
+    read_transaction,
+    reference,
+    sync_state,
+    write_transaction,
+)
+from sync.protocol import ReferenceData
+
+log = logging.getLogger(__name__)
+
+
+class CacheFile:
+    """One branch's cache file, open. Create with :meth:`open`; :meth:`close` when done."""
+
+    def __init__(self, engine: Engine, path: Path, branch_id: str) -> None:
+        self._engine, self.path, self.branch_id = engine, path, branch_id
+        self._lock = threading.RLock()
+        self._wake: Callable[[], None] | None = None
+        self._replica = Replica(branch_id, None)
+        self._numbers = NumberSource()
+        self._device_id = ""
+        self._next_seq = 1
+        self._generation = -1
+        self._dirty = False  # memory moved ahead of the transaction in progress
+        self._counters_written: dict[str, dict[str, Any]] | None = None
+        self.backup_path: Path | None = None  # copy taken before a schema upgrade
+        self.repaired = False  # the projection disagreed with the log on open
+
+    # -- opening -----------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        branch_id: str,
+        *,
+        wake: Callable[[], None] | None = None,
+        device_id: str | None = None,
+    ) -> Self:
+        """Open (creating, or upgrading after a backup) the cache file of ``branch_id``.
+
+        ``device_id`` is used only when the file is new (default: a fresh UUIDv7).
+        Raises :class:`~sync.client.errors.SchemaTooNew` for a file of a newer build
+        (left untouched) and :class:`~sync.client.errors.NotACacheFile` for a file
+        that is not a cache or belongs to another branch.
+        """
+        version = migrations.check_openable(path)
+        engine = make_engine(path)
+        try:
+            cache = cls(engine, path, branch_id)
+            cache.backup_path = migrations.migrate(engine, path, version)
+            cache._wake = wake
+            cache._start(device_id or new_id())
+        except BaseException:
+            engine.dispose()
+            raise
+        return cache
+
+    def _start(self, new_device_id: str) -> None:
+        with self._writing() as conn:
+            state = conn.execute(select(sync_state)).first()
+            if state is not None and state.branch_id != self.branch_id:
+                raise NotACacheFile(
+                    f"{self.path} holds branch {state.branch_id}, not {self.branch_id}"
+                )
+            if state is None:
+                values = {"id": 1, "branch_id": self.branch_id, "cursor": 0, "generation": 0}
+                conn.execute(insert(sync_state).values(values))
+                conn.execute(
+                    insert(device).values(id=1, device_id=new_device_id, next_device_seq=1)
+                )
+                self._load(conn)
+            last = conn.execute(select(func.max(outbox.c.device_seq))).scalar_one_or_none() or 0
+            if self._next_seq <= last:  # cannot happen with atomic commits; never reuse a seq
+                self._next_seq = last + 1
+                conn.execute(update(device).values(next_device_seq=self._next_seq))
+            live, unsynced = self._replica.live, self._replica.unsynced_tickets()
+            if not projection.matches(conn, live, unsynced):
+                log.warning("cache %s: projection rebuilt from the log", self.path)
+                self.repaired = True
+                projection.rewrite(conn, live, unsynced)
+                if self._replica.reference is not None:
+                    projection.write_services(conn, self._replica.reference)
+
+    def _load(self, conn: Connection) -> Outcome:
+        """Rebuild every piece of memory from the file, within ``conn``'s transaction."""
+        ident = conn.execute(select(device)).first()
+        self._device_id = ident.device_id if ident else ""
+        self._next_seq = ident.next_device_seq if ident else 1
+        ref_body = conn.execute(select(reference.c.body)).scalar_one_or_none()
+        ref = ReferenceData.model_validate_json(ref_body) if ref_body else None
+        self._dirty = True
+        self._counters_written = None
+        self._replica = Replica(self.branch_id, ref)
+        self._replica.load(rows.load_confirmed(conn), rows.load_tail(conn))
+        outcome = Outcome()
+        rebuild(conn, self._replica, outcome, self._replica.live)
+        rows.record_rejections(conn, outcome.rejections)
+        self._numbers = NumberSource.load(conn, ident.slot if ident else None)
+        self._generation = conn.execute(select(sync_state.c.generation)).scalar_one_or_none() or 0
+        return outcome
+
+    def close(self) -> None:
+        with self._lock:
+            self._engine.dispose()
+
+    # -- transactions ------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self, bump: bool = True) -> Iterator[Connection]:
+        """One write transaction with memory caught up first and restored on failure."""
+        with self._lock:
+            try:
+                with write_transaction(self._engine) as conn:
+                    generation = conn.execute(select(sync_state.c.generation)).scalar_one_or_none()
+                    if generation is None or generation != self._generation:
+                        self._load(conn)
+                    yield conn
+                    if bump:
+                        self._generation += 1
+                        conn.execute(update(sync_state).values(generation=self._generation))
+            except BaseException:
+                if self._dirty:
+                    self._generation = -1  # the next operation reloads from the file
+                raise
+            finally:
+                self._dirty = False
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self._lock, read_transaction(self._engine) as conn:
+            yield conn
+
+    def _settle(self, conn: Connection, outcome: Outcome) -> None:
+        """Keep the alerts and write the projection rows ``outcome`` touched."""
+        rows.record_rejections(conn, outcome.rejections)
+        self._project(conn, outcome.touched, self._replica.unsynced_tickets())
+
+    def _project(self, conn: Connection, touched: set[str], unsynced: set[str]) -> None:
+        live = self._replica.live
+        projection.write_tickets(conn, live, touched, unsynced)
+        self._counters_written = projection.write_counters(conn, live, self._counters_written)
+
+    def _today(self, at: datetime | None) -> date:
+        live = self._replica.live
+        moment = at or datetime.now(UTC)
+        return BusinessDay.of(moment, live.time_zone, live.day_starts_at_min).day
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` verdict: ``"ok"`` for a sound file."""
+        with self._reading() as conn:
+            return str(conn.execute(text("PRAGMA integrity_check")).scalar_one())

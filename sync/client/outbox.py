@@ -1,0 +1,125 @@
+"""Rows of the outbox, the confirmed log and the alerts table, to and from memory.
+
+Kept apart from the operations so that each operation reads as what it decides,
+and every write of a given table goes through one function.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from core.events import EventBase, event_to_dict, parse_event
+from core.state import BranchState
+from sync.client.replica import OutboxEntry
+from sync.client.store import alerts, events, outbox
+from sync.client.views import AlertKind, Rejection, describe, ticket_number
+
+
+def to_json(event: EventBase) -> str:
+    return dumps(event_to_dict(event))
+
+
+def dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def load_confirmed(conn: Connection) -> Iterator[EventBase]:
+    for (body,) in conn.execute(select(events.c.body).order_by(events.c.server_seq)):
+        yield parse_event(body)
+
+
+def store_confirmed(conn: Connection, rows: list[tuple[int, EventBase, dict[str, Any]]]) -> None:
+    if rows:
+        conn.execute(
+            insert(events),
+            [{"server_seq": s, "event_id": str(e.id), "body": dumps(d)} for s, e, d in rows],
+        )
+
+
+def load_tail(conn: Connection) -> list[OutboxEntry]:
+    query = select(outbox.c.device_seq, outbox.c.body, outbox.c.status, outbox.c.server_seq)
+    return [
+        OutboxEntry(seq, parse_event(body), status, server_seq)
+        for seq, body, status, server_seq in conn.execute(query.order_by(outbox.c.device_seq))
+    ]
+
+
+def add_entries(conn: Connection, entries: list[OutboxEntry]) -> None:
+    created = now_iso()
+    conn.execute(
+        insert(outbox),
+        [
+            {
+                "device_seq": e.device_seq,
+                "event_id": str(e.event.id),
+                "body": to_json(e.event),
+                "status": e.status,
+                "server_seq": e.server_seq,
+                "created_at": created,
+            }
+            for e in entries
+        ],
+    )
+
+
+def save_status(conn: Connection, entry: OutboxEntry) -> None:
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.device_seq == entry.device_seq)
+        .values(status=entry.status, server_seq=entry.server_seq)
+    )
+
+
+def remove(conn: Connection, entries: Iterable[OutboxEntry]) -> None:
+    seqs = [e.device_seq for e in entries]
+    if seqs:
+        conn.execute(delete(outbox).where(outbox.c.device_seq.in_(seqs)))
+
+
+def rejection(
+    state: BranchState, entry: OutboxEntry, reason: str, source: str = "service"
+) -> Rejection:
+    return Rejection(
+        event_id=str(entry.event.id),
+        ticket_number=ticket_number(state, entry.event),
+        description=describe(state, entry.event),
+        reason=reason,
+        source="rebase" if source == "rebase" else "service",
+    )
+
+
+def record_alert(
+    conn: Connection,
+    kind: AlertKind,
+    description: str,
+    reason: str,
+    *,
+    event_id: str | None = None,
+    number: str | None = None,
+) -> None:
+    conn.execute(
+        insert(alerts).values(
+            kind=kind,
+            event_id=event_id,
+            ticket_number=number,
+            description=description,
+            reason=reason,
+            created_at=now_iso(),
+        )
+    )
+
+
+def record_rejections(conn: Connection, rejections: Iterable[Rejection]) -> None:
+    for r in rejections:
+        record_alert(
+            conn, "rejected", r.description, r.reason, event_id=r.event_id, number=r.ticket_number
+        )

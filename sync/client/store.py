@@ -1,0 +1,219 @@
+"""The local cache's SQLite file: its tables and how connections to it are set up.
+
+Everything a console knows lives in one file (see :mod:`sync.client.paths`):
+
+- ``events``: the confirmed log, by ``server_seq``: the server's truth;
+- ``outbox``: this device's events by ``device_seq`` that the server has not yet
+  handed back in a pull (``pending``: never acknowledged; ``accepted``: acknowledged
+  by a push, awaiting its pull; ``void``: refused locally on a rebase but still to
+  push, because the server wants contiguous ``device_seq`` values);
+- ``tickets``, ``counters``, ``services``: the projection the console reads;
+- ``reference``, ``sync_state``, ``device``, ``number_blocks``, ``fallback_used``,
+  ``alerts``: reference data, cursor, identity, offline numbers and staff alerts.
+
+Durability settings come from DESIGN "Sync" 1: WAL so the UI reads while the sync
+thread writes, ``synchronous=FULL`` so a committed command survives a power cut,
+``busy_timeout`` so two connections wait for each other instead of failing. Every
+write transaction starts with ``BEGIN IMMEDIATE``: the cache reads the generation
+counter and then writes, and a deferred transaction could be overtaken in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+
+BUSY_TIMEOUT_MS = 5000
+
+metadata = MetaData()
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("branch_id", String, nullable=False),
+    Column("cursor", Integer, nullable=False),  # last server_seq pulled
+    Column("generation", Integer, nullable=False),  # bumped by every write transaction
+    Column("last_synced_at", String),
+)
+
+device = Table(
+    "device",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("device_id", String, nullable=False),
+    Column("next_device_seq", Integer, nullable=False),
+    Column("slot", Integer),  # fallback number slot; None until the service assigns one
+)
+
+reference = Table(
+    "reference",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("version", String, nullable=False),
+    Column("body", Text, nullable=False),  # ReferenceData JSON
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("server_seq", Integer, primary_key=True),
+    Column("event_id", String, nullable=False, unique=True),
+    Column("body", Text, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("device_seq", Integer, primary_key=True),
+    Column("event_id", String, nullable=False, unique=True),
+    Column("body", Text, nullable=False),
+    Column("status", String, nullable=False),  # pending | accepted | void
+    Column("server_seq", Integer),  # set once a push was accepted
+    Column("created_at", String, nullable=False),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("number", String, nullable=False),
+    Column("service_id", String, nullable=False),
+    Column("business_day", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("channel", String, nullable=False),
+    Column("counter_id", String),
+    Column("customer_name", String),
+    Column("customer_email", String),
+    Column("customer_phone", String),
+    Column("customer_notes", String),
+    Column("issued_at", String, nullable=False),
+    Column("appointment_at", String),
+    Column("segment_started_at", String),
+    Column("called_at", String),
+    Column("service_started_at", String),
+    Column("finished_at", String),
+    Column("recalls", Integer, nullable=False),
+    Column("transfers", Integer, nullable=False),
+    # The call-order key of a waiting ticket (core.ordering.QueueKey), NULL otherwise.
+    Column("queue_priority", Integer),
+    Column("queue_band", Integer),
+    Column("queue_ordinal", Integer),
+    Column("unsynced", Integer, nullable=False),  # 1 while a change is not yet pushed
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("name", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("pause_reason", String),
+    Column("current_ticket_id", String),
+    Column("staff_id", String),
+    Column("work_profile", Text, nullable=False),  # JSON list of service ids
+)
+
+services = Table(
+    "services",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("code", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("target_wait_s", Integer),
+    Column("active", Integer, nullable=False),
+)
+
+number_blocks = Table(
+    "number_blocks",
+    metadata,
+    Column("prefix", String, primary_key=True),
+    Column("business_day", String, primary_key=True),
+    Column("first", Integer, primary_key=True),
+    Column("last", Integer, nullable=False),
+    Column("next", Integer, nullable=False),
+    Column("service_id", String, nullable=False),
+)
+
+fallback_used = Table(
+    "fallback_used",
+    metadata,
+    Column("prefix", String, primary_key=True),
+    Column("business_day", String, primary_key=True),
+    Column("number", Integer, primary_key=True),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String, nullable=False),  # rejected | number_warning
+    Column("event_id", String),
+    Column("ticket_number", String),
+    Column("description", String, nullable=False),
+    Column("reason", String, nullable=False),
+    Column("created_at", String, nullable=False),
+    Column("acknowledged_at", String),
+)
+
+
+def make_engine(path: Path) -> Engine:
+    """An engine whose connections have the cache's pragmas and explicit transactions.
+
+    The driver's own transaction handling is switched off (``isolation_level=None``)
+    so that the ``begin`` hook decides: ``BEGIN IMMEDIATE`` for connections marked
+    ``write=True``, a plain deferred ``BEGIN`` for readers.
+    """
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error."""
+    with engine.connect() as conn:
+        conn.execution_options(write=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """One deferred read transaction: a consistent snapshot of the file."""
+    with engine.connect() as conn, conn.begin():
+        yield conn

@@ -1,0 +1,159 @@
+"""Sync engines against the real service on a healthy link: convergence, stream, leases."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import pytest
+
+from core import commands as cmd
+from sync.client.cache import LocalCache
+from sync.client.connectivity import ConnectionState
+from sync.client.thread import SyncConfig, SyncThread, password_sign_in
+from tests.integration.sync_engine.conftest import (
+    FAST,
+    WAIT_S,
+    Recorder,
+    Server,
+    console,
+    eventually,
+    now,
+)
+from tests.server.api_support import PASSWORD, TENANT
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.mark.asyncio
+async def test_two_consoles_converge_after_interleaved_commands(
+    server: Server, tmp_path: Path
+) -> None:
+    c1, c2 = server.counters
+    async with (
+        console(server.base_url, server.branch_id, tmp_path / "a.sqlite3") as a,
+        console(server.base_url, server.branch_id, tmp_path / "b.sqlite3") as b,
+    ):
+        assert a.engine.state is ConnectionState.ONLINE
+        a.cache.execute(cmd.OpenCounter(at=now(), counter_id=c1))
+        b.cache.execute(cmd.OpenCounter(at=now(), counter_id=c2))
+        issued = [a.cache.issue_ticket(server.service_id, at=now()) for _ in range(3)]
+        issued += [b.cache.issue_ticket(server.service_id, at=now()) for _ in range(2)]
+        await eventually(lambda: len(a.cache.waiting(server.service_id)) == 5)
+        a.cache.execute(cmd.CallNext(at=now(), counter_id=c1))
+        await eventually(lambda: len(b.cache.waiting(server.service_id)) == 4)
+        b.cache.execute(cmd.CallNext(at=now(), counter_id=c2))
+        first = a.cache.counters()[0].current_ticket_id
+        assert first is not None
+        a.cache.execute(cmd.StartService(at=now(), ticket_id=first))
+        a.cache.execute(cmd.Complete(at=now(), ticket_id=first))
+
+        await a.engine.wait_idle(WAIT_S)
+        await b.engine.wait_idle(WAIT_S)
+        await eventually(lambda: a.cache.projection_hash() == b.cache.projection_hash())
+
+        numbers = {t.number for t in issued}
+        assert len(numbers) == 5  # leased blocks: no number issued twice
+        seen_by_b = {b.cache.ticket(t.ticket_id) for t in issued}
+        assert None not in seen_by_b
+        done = b.cache.ticket(first)
+        assert done is not None
+        assert done.status == "done"
+        assert a.cache.outbox_size() == b.cache.outbox_size() == 0
+        assert a.events.rejections == b.events.rejections == []
+        log = await a.log()
+        ids = [e.event["id"] for e in log]
+        assert len(ids) == len(set(ids)) == 2 + 5 + 2 + 2  # opens, issues, calls, start+complete
+        assert a.events.synced
+        assert b.events.synced
+        assert a.events.pending[-1] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_command_reaches_the_other_console_through_the_stream(
+    server: Server, tmp_path: Path
+) -> None:
+    no_polling = dataclasses.replace(FAST, poll_interval_s=3600.0, idle_check_s=3600.0)
+    async with (
+        console(server.base_url, server.branch_id, tmp_path / "a.sqlite3") as a,
+        console(
+            server.base_url, server.branch_id, tmp_path / "b.sqlite3", settings=no_polling
+        ) as b,
+    ):
+        await eventually(lambda: b.engine.stats.stream_connects >= 1)
+        await b.engine.wait_idle(WAIT_S)  # the round a stream (re)connect triggers is over
+        pulls = b.calls.count("/api/v1/sync/pull")
+
+        issued = a.cache.issue_ticket(server.service_id, at=now())
+
+        await eventually(lambda: b.cache.ticket(issued.ticket_id) is not None)
+        assert b.calls.count("/api/v1/sync/pull") == pulls  # no pull: the stream carried it
+        assert b.engine.stats.stream_messages >= 1
+        assert any(applied.stored for applied in b.events.applied)
+        view = b.cache.ticket(issued.ticket_id)
+        assert view is not None
+        assert view.number == issued.number
+        assert not view.unsynced
+
+
+@pytest.mark.asyncio
+async def test_leases_are_topped_up_at_start_and_after_issuing(
+    server: Server, tmp_path: Path
+) -> None:
+    settings = dataclasses.replace(FAST, lease_min_remaining=49)  # blocks are 50 numbers
+    async with console(
+        server.base_url, server.branch_id, tmp_path / "a.sqlite3", settings=settings
+    ) as a:
+        assert a.cache.lease_needs() == {server.service_id: 50}
+        assert a.engine.stats.leases == 1
+
+        issued = [a.cache.issue_ticket(server.service_id, at=now()) for _ in range(2)]
+        await a.engine.wait_idle(WAIT_S)
+
+        await eventually(lambda: a.cache.lease_needs() == {server.service_id: 98})
+        assert a.engine.stats.leases == 2
+        assert [t.number for t in issued] == ["B001", "B002"]
+        assert a.calls.count("/api/v1/sync/leases") == 2
+
+
+def test_the_sync_thread_syncs_commands_committed_on_another_thread(
+    server: Server, tmp_path: Path
+) -> None:
+    events = Recorder()
+    callback_threads: set[str] = set()
+
+    class Noting(Recorder):
+        def on_pending(self, count: int) -> None:
+            callback_threads.add(threading.current_thread().name)
+            events.on_pending(count)
+
+    config = SyncConfig(
+        server_url=server.base_url,
+        tenant=TENANT,
+        branch_id=server.branch_id,
+        cache_path=tmp_path / "thread.sqlite3",
+        session_factory=password_sign_in(TENANT, "staff1", PASSWORD),
+        settings=FAST,
+        trust_env=False,
+    )
+    sync = SyncThread(config, Noting()).start()
+    try:
+        sync.wait_idle(WAIT_S)
+        assert sync.state is ConnectionState.ONLINE
+        issued = sync.cache.issue_ticket(server.service_id, at=now())  # the UI thread's command
+        sync.wait_idle(WAIT_S)
+        assert sync.cache.outbox_size() == 0
+    finally:
+        assert sync.stop(WAIT_S)
+    assert not sync.running
+    assert callback_threads == {"queuedesk-sync"}
+    assert events.pending[-1] == 0
+    assert 1 in events.pending
+    reopened = LocalCache.open(config.cache_path, server.branch_id)
+    try:
+        view = reopened.ticket(issued.ticket_id)
+        assert view is not None
+        assert not view.unsynced
+    finally:
+        reopened.close()

@@ -1,0 +1,1 @@
+"""Helpers shared by tests and benchmarks that are not tests themselves (e.g. the fault proxy)."""
