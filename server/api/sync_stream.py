@@ -21,6 +21,7 @@ so a revoked session or device does not keep a stream.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -73,8 +74,56 @@ async def stream(
         cursor,
         heartbeat_s=settings.sync_heartbeat_s,
         deadline=time.monotonic() + lifetime,
+        reads=_shared_reads(request),
     )
     return EventSourceResponse(messages, ping=0, headers={"Cache-Control": "no-store"})
+
+
+class SharedReads:
+    """Streams of one branch woken by the same commit read its new events once.
+
+    Without this, a commit woke every connected console's stream into a read
+    of its own: 50 consoles, 50 identical queries and 50 encodings of the same
+    message, queueing for worker threads and connections. A stream joins a
+    read of the same branch and cursor only if that read began after the
+    branch's latest wake-up (:meth:`SyncHub.woken_at`): such a read sees every
+    commit that has woken anyone so far; a later commit wakes the stream again.
+    Runs on the serving loop only, like the hub's wake-ups, so needs no locks.
+    """
+
+    def __init__(self, hub: SyncHub) -> None:
+        self._hub = hub
+        self._reads: dict[tuple[uuid.UUID, int], tuple[int, asyncio.Future[_Read]]] = {}
+
+    async def read(
+        self, factory: sessionmaker[Session], branch_id: uuid.UUID, cursor: int
+    ) -> _Read:
+        key = (branch_id, cursor)
+        running = self._reads.get(key)
+        if running is None or running[0] <= self._hub.woken_at(branch_id):
+            # A task of its own: a stream that goes away does not cancel the others' read.
+            task = asyncio.ensure_future(self._read(key, factory))
+            task.add_done_callback(_retrieve)
+            running = self._reads[key] = (self._hub.stamp(), task)
+        return await asyncio.shield(running[1])
+
+    async def _read(self, key: tuple[uuid.UUID, int], factory: sessionmaker[Session]) -> _Read:
+        try:
+            page = await anyio.to_thread.run_sync(_read, factory, *key)
+            return page, StreamMessage(events=page.events, cursor=page.cursor).model_dump_json()
+        finally:
+            running = self._reads.get(key)
+            if running is not None and running[1] is asyncio.current_task():
+                del self._reads[key]
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a shared read's failure as seen: its readers may all have gone."""
+    if not task.cancelled():
+        task.exception()
+
+
+_Read = tuple[EventPage, str]
 
 
 async def _messages(
@@ -85,16 +134,16 @@ async def _messages(
     *,
     heartbeat_s: float,
     deadline: float,
+    reads: SharedReads,
 ) -> AsyncIterator[ServerSentEvent]:
     with hub.subscribe(branch_id) as wake:
         next_beat = time.monotonic() + heartbeat_s
         while time.monotonic() < deadline:
             wake.clear()  # before reading: a commit after the read sets it again
-            page = await anyio.to_thread.run_sync(_read, factory, branch_id, cursor)
+            page, data = await reads.read(factory, branch_id, cursor)
             if page.events:
                 cursor = page.cursor
-                message = StreamMessage(events=page.events, cursor=cursor)
-                yield ServerSentEvent(message.model_dump_json(), event="events", id=str(cursor))
+                yield ServerSentEvent(data, event="events", id=str(cursor))
                 if page.has_more:
                     continue
             if time.monotonic() >= next_beat:
@@ -104,6 +153,14 @@ async def _messages(
             wait_s = min(next_beat, deadline) - time.monotonic()
             with anyio.move_on_after(max(wait_s, 0)):
                 await wake.wait()
+
+
+def _shared_reads(request: Request) -> SharedReads:
+    state = request.app.state
+    reads: SharedReads | None = getattr(state, "sync_shared_reads", None)
+    if reads is None:
+        reads = state.sync_shared_reads = SharedReads(state.sync_hub)
+    return reads
 
 
 def _read(factory: sessionmaker[Session], branch_id: uuid.UUID, cursor: int) -> EventPage:

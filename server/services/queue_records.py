@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from core.errors import DomainError
@@ -80,7 +80,8 @@ def write_events(
                 "reason": row.reason,
             }
         )
-    session.execute(insert(QueueEvent), values)
+    # The table, not the entity: a plain executemany, without the ORM's bulk machinery.
+    session.execute(insert(QueueEvent.__table__), values)
     if any(row.server_seq is not None for row in rows):
         mark_appended(session, branch_id)  # wakes live sync streams after the commit
 
@@ -103,17 +104,36 @@ def write_tickets(
             touched[ticket_id] = None
     if issued:
         session.execute(
-            insert(Ticket),
+            insert(Ticket.__table__),
             [_new_row(tenant_id, branch_id, state.tickets[tid]) for tid in issued],
         )
-    now = utc_now()
-    for ticket_id in touched:
-        ticket = state.tickets[ticket_id]
-        session.execute(
-            update(Ticket)
-            .where(Ticket.id == uuid.UUID(ticket_id))
-            .values(**_changing(ticket), updated_at=now)
-        )
+    if touched:
+        now = utc_now()
+        changes = [
+            {"ticket_id": uuid.UUID(tid), **_changing(state.tickets[tid]), "updated_at": now}
+            for tid in touched
+        ]
+        session.execute(_UPDATE_TICKET, changes)  # one executemany for the whole batch
+
+
+_UPDATE_TICKET = (
+    update(Ticket.__table__)
+    .where(Ticket.__table__.c.id == bindparam("ticket_id"))
+    .values(
+        {
+            name: bindparam(name)
+            for name in (
+                "status",
+                "service_id",
+                "counter_id",
+                "called_at",
+                "started_at",
+                "finished_at",
+                "updated_at",
+            )
+        }
+    )
+)
 
 
 def _changing(ticket: CoreTicket) -> dict[str, Any]:

@@ -62,6 +62,10 @@ class SyncHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscribers: dict[uuid.UUID, set[asyncio.Event]] = {}
         self._lock = threading.Lock()
+        # A counter in the serving loop's order, for readers to tell whether a read
+        # began after the latest wake-up of a branch (see SharedReads in the stream).
+        self._clock = 0
+        self._woken: dict[uuid.UUID | None, int] = {}
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -110,7 +114,17 @@ class SyncHub:
         for branch_id in session.info.pop(_MARKS, ()):
             self.publish(branch_id)
 
+    def stamp(self) -> int:
+        """The next point in the serving loop's order (call on the loop)."""
+        self._clock += 1
+        return self._clock
+
+    def woken_at(self, branch_id: uuid.UUID) -> int:
+        """The stamp of the latest wake-up that concerned ``branch_id`` (0: none yet)."""
+        return max(self._woken.get(branch_id, 0), self._woken.get(None, 0))
+
     def _wake(self, branch_id: uuid.UUID | None) -> None:
+        self._woken[branch_id] = self.stamp()
         with self._lock:
             if branch_id is None:
                 targets = [w for waiting in self._subscribers.values() for w in waiting]
