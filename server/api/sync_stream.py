@@ -110,7 +110,7 @@ class SharedReads:
     async def _read(self, key: tuple[uuid.UUID, int], factory: sessionmaker[Session]) -> _Read:
         try:
             page = await anyio.to_thread.run_sync(_read, factory, *key)
-            return page, StreamMessage(events=page.events, cursor=page.cursor).model_dump_json()
+            return page, page.stream_message()
         finally:
             running = self._reads.get(key)
             if running is not None and running[1] is asyncio.current_task():
@@ -141,7 +141,7 @@ async def _messages(
         while time.monotonic() < deadline:
             wake.clear()  # before reading: a commit after the read sets it again
             page, data = await reads.read(factory, branch_id, cursor)
-            if page.events:
+            if page.events_json:
                 cursor = page.cursor
                 yield ServerSentEvent(data, event="events", id=str(cursor))
                 if page.has_more:

@@ -15,7 +15,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.orm import Session
 
 from server.models import Branch, Counter, PauseReason, QueueEvent, Service, User, UserRole
@@ -23,7 +23,6 @@ from server.services.grants import Grants
 from sync.protocol import (
     BranchRef,
     CounterRef,
-    PulledEvent,
     ReferenceData,
     ServiceRef,
     StaffRef,
@@ -32,15 +31,30 @@ from sync.protocol import (
 
 @dataclass(frozen=True, slots=True)
 class EventPage:
-    events: list[PulledEvent]
+    """A page of the log, its events already in their wire form.
+
+    Pages are read far more often than events are written (every console pulls
+    every event; a new device pulls the whole log), so the stored JSON goes out
+    as it is, without being parsed into objects and encoded again.
+    """
+
+    events_json: list[str]  # each one PulledEvent as JSON
     cursor: int  # the last server_seq returned, else ``after``
     has_more: bool
+
+    def events_array(self) -> str:
+        """The page's events as a JSON array."""
+        return "[" + ",".join(self.events_json) + "]"
+
+    def stream_message(self) -> str:
+        """The page as a :class:`sync.protocol.StreamMessage` in JSON."""
+        return f'{{"events":{self.events_array()},"cursor":{self.cursor}}}'
 
 
 def read_events(session: Session, branch_id: uuid.UUID, after: int, limit: int) -> EventPage:
     """Accepted events of the branch with ``server_seq > after``, ascending, at most ``limit``."""
     rows = session.execute(
-        select(QueueEvent.server_seq, QueueEvent.payload)
+        select(QueueEvent.server_seq, cast(QueueEvent.payload, Text))
         .where(
             QueueEvent.branch_id == branch_id,
             QueueEvent.status == "accepted",
@@ -49,8 +63,9 @@ def read_events(session: Session, branch_id: uuid.UUID, after: int, limit: int) 
         .order_by(QueueEvent.server_seq)
         .limit(limit + 1)  # one more tells whether another page follows
     ).all()
-    events = [PulledEvent(server_seq=seq, event=payload) for seq, payload in rows[:limit]]
-    cursor = events[-1].server_seq if events else after
+    page = rows[:limit]
+    events = [f'{{"server_seq":{seq},"event":{raw}}}' for seq, raw in page]
+    cursor = page[-1][0] if page else after
     return EventPage(events, cursor, has_more=len(rows) > limit)
 
 
