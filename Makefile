@@ -14,14 +14,23 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The demo service keeps its data in ./var so it never touches a real installation.
+HOST ?= 127.0.0.1
 PORT ?= 8000
 export QUEUEDESK_DATA_DIR ?= $(CURDIR)/var
 
+# The service with the demo tenant, and the console signed in as staff1 where a
+# display exists (see packaging/run_demo.py).
 run: $(STAMP)
-	@$(BIN)/queuedesk-server demo
-	@echo "QueueDesk service: http://127.0.0.1:$(PORT)  (API docs: http://127.0.0.1:$(PORT)/docs)"
-	@echo "The staff console is not part of this build yet; sign in through the API meanwhile."
-	$(BIN)/queuedesk-server serve --host 127.0.0.1 --port $(PORT)
+	$(BIN)/python packaging/run_demo.py --host $(HOST) --port $(PORT)
+
+# PNGs of the console into docs/screenshots/, in a real X server when xvfb is there.
+screenshots: $(STAMP)
+	@if command -v xvfb-run >/dev/null; then \
+		xvfb-run -a -s "-screen 0 1920x1080x24" $(BIN)/python packaging/screenshots.py; \
+	else \
+		echo "xvfb-run not found (Debian: apt install xvfb); using Qt's offscreen platform"; \
+		QT_QPA_PLATFORM=offscreen $(BIN)/python packaging/screenshots.py; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,7 +44,7 @@ unit: $(STAMP)
 test: lint unit
 
 bench: $(STAMP)
-	@set -e; for b in benchmarks/*.py; do \
+	@set -e; for b in benchmarks/[!_]*.py; do \
 		echo "== $$b"; $(BIN)/python $$b $(BENCH_ARGS); \
 	done
 

@@ -127,7 +127,7 @@ class Console:
         await catch_up(self.api, self.cache)
         lease = await self.api.leases(LeaseRequest(branch_id=self.branch, device_id=self.device))
         self.cache.add_leases(lease.leases, lease.device_slot)
-        reference = self.cache._replica.reference  # the services and counters
+        reference = self.cache.reference()  # the services and counters
         assert reference is not None
         self.counters = [c for c in reference.counters if c.work_profile]
         for counter in reference.counters:

@@ -40,14 +40,22 @@ def _not_a_number(value: Any) -> Any:
     return value
 
 
-Instant = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
-Day = Annotated[date, BeforeValidator(_not_a_number)]
-
-
 def _utc(value: datetime) -> datetime:
     # One zone for every stored instant: arithmetic between two datetimes of the same
     # named zone is wall-clock arithmetic in Python, an hour off across a DST change.
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00: a ValueError names the field
+        raise ValueError("is outside the range of dates that can be stored") from None
+
+
+def _storable(value: datetime) -> datetime:
+    _utc(value)  # stored in UTC: refuse what has no UTC form, keep the offset given
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_storable)]
+Day = Annotated[date, BeforeValidator(_not_a_number)]
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]

@@ -140,6 +140,7 @@ def _finish(state: BranchState, ticket_id: str, status: TicketStatus, at: Any) -
     _leave_counter(state, ticket)
     ticket.status = status
     ticket.finished_at = at
+    ticket.parked_by = None
 
 
 def _completed(state: BranchState, e: TicketCompleted) -> None:
@@ -177,11 +178,13 @@ def _parked(state: BranchState, e: TicketParked) -> None:
     _leave_counter(state, ticket)
     ticket.status = S.PARKED
     ticket.counter_id = None
+    ticket.parked_by = e.counter_id
 
 
 def _returned(state: BranchState, e: TicketReturned) -> None:
     ticket = state.tickets[e.ticket_id]
     ticket.status = S.WAITING
+    ticket.parked_by = None
     ticket.called_at = ticket.service_started_at = None
     _enqueue(state, ticket, FRONT, -state.applied)  # it has waited its turn already
 

@@ -19,8 +19,16 @@ from core.values import MAX_TICKET_NUMBER, ServiceCode, TicketNumber
 
 DEFAULT_BLOCK_SIZE = 50
 
-FALLBACK_FLOOR = 8000
-"""Leases hand out numbers below this; ``FALLBACK_FLOOR..MAX`` is the fallback zone."""
+FALLBACK_FLOOR = 5000
+"""Leases hand out numbers below this; ``FALLBACK_FLOOR..MAX`` is the fallback zone.
+
+Half the number space: 4,999 leased numbers per prefix and day is far more than
+a branch issues, and each of the 50 device slots gets 100 fallback numbers a
+day, on top of the leased numbers a device keeps in hand (the sync engine tops
+them up to at least 50 while online). So a console can issue 150 tickets of a
+service in one day offline before its numbers could clash with another's; past
+that it still issues (never blocking the counter) and warns staff.
+"""
 LEASE_CEILING = FALLBACK_FLOOR - 1
 MAX_DEVICE_SLOTS = 50
 """Devices per branch with a fallback slot (``slot`` in ``0..MAX_DEVICE_SLOTS-1``)."""

@@ -74,6 +74,7 @@ class Ticket:
     join_ordinal: int = 0  # original join order, for transfers "by original join time"
     queue_key: QueueKey | None = None
     appointment_key: AppointmentKey | None = None
+    parked_by: str | None = None  # the counter that parked it, while it is parked
 
 
 @dataclass(slots=True)

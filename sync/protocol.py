@@ -152,7 +152,7 @@ class LeaseRequest(_Wire):
     business_day: date | None = None
     service_ids: list[uuid.UUID] = []
     have: dict[str, int] = {}  # service id -> unused leased numbers the device still holds
-    min_remaining: Annotated[int, Field(ge=0, le=1000)] = 25
+    min_remaining: Annotated[int, Field(ge=0, le=1000)] = 50
 
 
 class LeaseBlock(_Wire):

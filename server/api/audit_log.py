@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from server.api.deps import Principal, SessionDep, require
+from server.api.params import MAX_SQL_INT, UtcInstant
 from server.models import AuditLog
 from server.services import audit
 
@@ -68,10 +69,10 @@ def list_audit(
     object_type: _Text = None,
     object_id: _Text = None,
     result: Literal["success", "failure", "denied"] | None = None,
-    since: Annotated[AwareDatetime | None, Query(description="inclusive")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="exclusive")] = None,
+    since: Annotated[UtcInstant | None, Query(description="inclusive")] = None,
+    until: Annotated[UtcInstant | None, Query(description="exclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = audit.DEFAULT_PAGE,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)] = None,
 ) -> AuditPage:
     """Audit rows matching every filter given, newest first."""
     rows, next_cursor = audit.list_entries(

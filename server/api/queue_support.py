@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -36,6 +35,7 @@ from core.events import Customer
 from core.state import CounterStatus, TicketStatus
 from core.values import Channel, Outcome, PriorityClass, TransferPosition
 from server.api.deps import Principal
+from server.api.params import UtcInstant
 from server.api.problems import Problem
 from server.models import Counter
 from server.models import Ticket as TicketRow
@@ -80,7 +80,7 @@ class IssueRequest(RequestBody):
     # Which reminders the customer asked for; kept with the issue record until
     # notifications are sent from it.
     notify: bool | list[Literal["email", "sms", "whatsapp"]] = False
-    appointment_at: AwareDatetime | None = Field(default=None, validate_default=True)
+    appointment_at: UtcInstant | None = Field(default=None, validate_default=True)
 
     @field_validator("appointment_at")
     @classmethod

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from server.api.deps import Principal, PrincipalDep, SessionDep
+from server.api.params import MAX_SQL_INT
 from server.api.problems import PROBLEM_RESPONSES, Problem
 from server.api.queue_support import not_found_is_404
 from server.api.sync_support import ReaderCall, SyncCall, open_sync_call
@@ -139,9 +140,16 @@ def _too_large(what: str) -> Problem:
 def pull(
     call: ReaderCall,
     session: SessionDep,
-    after: Annotated[int, Query(ge=0, description="The cursor of the last pull")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_SQL_INT, description="The cursor of the last pull")
+    ] = 0,
     limit: Annotated[
-        int, Query(ge=1, description=f"At most this many events (capped at {MAX_PULL_LIMIT})")
+        int,
+        Query(
+            ge=1,
+            le=MAX_SQL_INT,
+            description=f"At most this many events (capped at {MAX_PULL_LIMIT})",
+        ),
     ] = DEFAULT_PULL_LIMIT,
     ref_version: Annotated[
         str | None, Query(max_length=128, description="The reference data version held")

@@ -32,6 +32,7 @@ from fastapi import APIRouter, Header, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from server.api.params import MAX_SQL_INT
 from server.api.sync_support import ReaderCall
 from server.config import Settings
 from server.db import session_scope
@@ -57,7 +58,9 @@ _SSE_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
 async def stream(
     call: ReaderCall,
     request: Request,
-    after: Annotated[int | None, Query(ge=0, description="The cursor to catch up from")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_SQL_INT, description="The cursor to catch up from")
+    ] = None,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
 ) -> EventSourceResponse:
     """Catch up from ``after``, then send events as they are committed, with heartbeats."""

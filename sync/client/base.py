@@ -13,14 +13,18 @@ function of the file:
 - on open, the projection is compared with the state rebuilt from the confirmed
   log and the outbox and rewritten if they differ (:attr:`CacheFile.repaired`);
   since every operation is one transaction this only happens to a file edited
-  behind the cache's back.
+  behind the cache's back;
+- every write of ticket rows is noted in a short in-memory change log
+  (:meth:`CacheFile._note`), so the console can re-read only the tickets that
+  changed instead of whole queues (:meth:`sync.client.cache.LocalCache.waiting_changes`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -49,6 +53,8 @@ from sync.protocol import ReferenceData
 
 log = logging.getLogger(__name__)
 
+CHANGE_LOG_SIZE = 256  # writes remembered; a reader further behind reads everything again
+
 
 class CacheFile:
     """One branch's cache file, open. Create with :meth:`open`; :meth:`close` when done."""
@@ -66,6 +72,11 @@ class CacheFile:
         self._counters_written: dict[str, dict[str, Any]] | None = None
         self.backup_path: Path | None = None  # copy taken before a schema upgrade
         self.repaired = False  # the projection disagreed with the log on open
+        # The change log: ticket ids whose rows each write touched, by change number.
+        # A reader that last looked at change ``n < self._horizon`` must read everything.
+        self._change = 0
+        self._horizon = 0
+        self._changes: deque[tuple[int, frozenset[str]]] = deque(maxlen=CHANGE_LOG_SIZE)
 
     # -- opening -----------------------------------------------------------------
 
@@ -132,6 +143,7 @@ class CacheFile:
         ref = ReferenceData.model_validate_json(ref_body) if ref_body else None
         self._dirty = True
         self._counters_written = None
+        self._note_all()  # reloaded: the file may have changed in any way
         self._replica = Replica(self.branch_id, ref)
         self._replica.load(rows.load_confirmed(conn), rows.load_tail(conn))
         outcome = Outcome()
@@ -181,6 +193,32 @@ class CacheFile:
         live = self._replica.live
         projection.write_tickets(conn, live, touched, unsynced)
         self._counters_written = projection.write_counters(conn, live, self._counters_written)
+        self._note(touched)
+
+    def _note(self, ticket_ids: Iterable[str]) -> None:
+        """Log that the rows of ``ticket_ids`` were (re)written.
+
+        Noted even if the transaction then rolls back: a reader re-reading rows that
+        did not change loses nothing, and a failed write reloads everything anyway.
+        """
+        ids = frozenset(ticket_ids)
+        if not ids:
+            return
+        self._change += 1
+        if len(self._changes) == self._changes.maxlen:
+            self._horizon = self._changes[0][0]
+        self._changes.append((self._change, ids))
+
+    def _note_all(self) -> None:
+        self._change += 1
+        self._horizon = self._change
+        self._changes.clear()
+
+    def _changed_since(self, change: int | None) -> frozenset[str] | None:
+        """Ids of tickets written after change ``change``; None when unknown (read all)."""
+        if change is None or change < self._horizon or change > self._change:
+            return None
+        return frozenset().union(*(ids for n, ids in self._changes if n > change))
 
     def _today(self, at: datetime | None) -> date:
         live = self._replica.live

@@ -16,7 +16,10 @@ is one SQLite transaction, see :mod:`sync.client.base`), and its in-memory state
   :meth:`~LocalCache.apply_pull` (:mod:`sync.client.rebase`). Both return the
   :class:`~sync.client.views.Rejection` values to alert staff about; they are also
   kept for :meth:`~LocalCache.alerts` until acknowledged.
-- The console reads the projection (:class:`sync.client.reads.ConsoleReads`).
+- The console reads the projection (:class:`sync.client.reads.ConsoleReads`);
+  :meth:`LocalCache.waiting_changes` lets it re-read only the tickets that
+  changed since its last look, so an action costs the same with 10 or 10,000
+  tickets waiting.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from sync.client.store import (
     reference,
     sync_state,
 )
-from sync.client.views import AppliedPull, Rejection
+from sync.client.views import AppliedPull, Rejection, WaitingChanges
 from sync.protocol import MAX_PUSH_EVENTS, EventResult, LeaseBlock, PullResponse, ReferenceData
 
 log = logging.getLogger(__name__)
@@ -159,6 +162,25 @@ class LocalCache(CacheFile, ConsoleReads):
                 self._wake()
             except Exception:
                 log.exception("the sync wake-up callback failed")
+
+    # -- the console's incremental reads -----------------------------------------
+
+    def waiting_changes(self, since: int | None = None) -> WaitingChanges:
+        """The queues' changes after change number ``since`` (None: everything).
+
+        Everything is returned when the cache cannot say what changed: the first
+        look, a reader more than a few hundred writes behind, a reload, or a file
+        written by another instance.
+        """
+        with self._reading() as conn:
+            generation = conn.execute(select(sync_state.c.generation)).scalar_one_or_none()
+            ids = self._changed_since(since) if generation == self._generation else None
+            if ids is None:
+                change = self._change
+                return WaitingChanges(change, reads.waiting_grouped(conn), [], frozenset())
+            found = reads.tickets_by_id(conn, ids)
+            gone = ids - {t.id for t in found}
+            return WaitingChanges(self._change, None, found, frozenset(gone))
 
     # -- the sync engine's side --------------------------------------------------
 
@@ -276,6 +298,15 @@ class LocalCache(CacheFile, ConsoleReads):
             self._numbers.slot = data.device_slot
             conn.execute(update(device).values(slot=data.device_slot))
         return True, self._replica.set_reference(data)
+
+    def reference(self) -> ReferenceData | None:
+        """The branch's reference data (services, counters, staff, pause reasons), if any.
+
+        A frozen model that the cache replaces whole when new data arrives and never
+        changes in place, so the caller may keep it.
+        """
+        with self._lock:
+            return self._replica.reference
 
     def cursor(self) -> int:
         with self._reading() as conn:

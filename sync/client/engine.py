@@ -77,7 +77,7 @@ class EngineSettings:
     poll_interval_s: float = 30.0  # how often to pull while the stream is down
     idle_check_s: float = 300.0  # a round now and then even with a live stream
     stuck_after_s: float = 60.0  # online, backlog, no push progress: alert after this
-    lease_min_remaining: int = 25  # top up a service's leased numbers below this
+    lease_min_remaining: int = 50  # top up a service's leased numbers below this
     push_batch: int = MAX_PUSH_EVENTS
     pull_limit: int = DEFAULT_PULL_LIMIT
     use_stream: bool = True

@@ -27,14 +27,47 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 from sync.client.errors import NotACacheFile, SchemaTooNew
 from sync.client.store import metadata, write_transaction
 
 Step = Callable[[Connection], None]
 
-STEPS: dict[int, Step] = {}
+
+def _parked_by(conn: Connection) -> None:
+    """2: ``tickets.parked_by``, the counter that parked a parked ticket, and an index
+    on ``tickets(status, service_id)`` for the console's per-action reads.
+
+    Filled from the latest ``ticket.parked`` event of each parked ticket (own
+    unconfirmed events after the confirmed log), so the projection still matches
+    the log on the first open after the upgrade and nothing needs rebuilding.
+    """
+    conn.execute(text("ALTER TABLE tickets ADD COLUMN parked_by VARCHAR"))
+    conn.execute(
+        text("CREATE INDEX IF NOT EXISTS ix_tickets_status_service ON tickets (status, service_id)")
+    )
+    conn.execute(
+        text(
+            """
+            UPDATE tickets SET parked_by = (
+                SELECT json_extract(log.body, '$.counter_id') FROM (
+                    SELECT body, 0 AS own, server_seq AS seq FROM events
+                    UNION ALL
+                    SELECT body, 1 AS own, device_seq AS seq FROM outbox WHERE status != 'void'
+                ) AS log
+                WHERE json_extract(log.body, '$.type') = 'ticket.parked'
+                  AND json_extract(log.body, '$.ticket_id') = tickets.id
+                ORDER BY log.own DESC, log.seq DESC
+                LIMIT 1
+            )
+            WHERE status = 'parked'
+            """
+        )
+    )
+
+
+STEPS: dict[int, Step] = {2: _parked_by}
 """Upgrade steps by the version they produce (2, 3, …); version 1 is the first schema."""
 
 

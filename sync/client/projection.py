@@ -57,6 +57,7 @@ def ticket_row(ticket: Ticket, unsynced: bool) -> dict[str, Any]:
         "queue_band": key[1] if key else None,
         "queue_ordinal": key[2] if key else None,
         "unsynced": int(unsynced),
+        "parked_by": ticket.parked_by,
     }
 
 

@@ -36,6 +36,32 @@ def waiting(conn: Connection, service_id: str | None = None) -> list[TicketView]
     return [TicketView.from_row(r) for r in conn.execute(query)]
 
 
+def waiting_grouped(conn: Connection) -> dict[str, list[TicketView]]:
+    """All waiting tickets by service id, each list in call order."""
+    grouped: dict[str, list[TicketView]] = {}
+    for view in waiting(conn):
+        grouped.setdefault(view.service_id, []).append(view)
+    return grouped
+
+
+def tickets_by_id(conn: Connection, ids: Iterable[str]) -> list[TicketView]:
+    wanted, found = sorted(ids), []
+    for start in range(0, len(wanted), 500):  # SQLite caps the parameters of one query
+        chunk = wanted[start : start + 500]
+        query = select(tickets).where(tickets.c.id.in_(chunk))
+        found += [TicketView.from_row(r) for r in conn.execute(query)]
+    return found
+
+
+def parked(conn: Connection, counter_id: str | None = None) -> list[TicketView]:
+    """Parked tickets (of those parked at one counter), longest-waiting first."""
+    query = select(tickets).where(tickets.c.status == "parked")
+    if counter_id is not None:
+        query = query.where(tickets.c.parked_by == counter_id)
+    query = query.order_by(tickets.c.issued_at, tickets.c.id)
+    return [TicketView.from_row(r) for r in conn.execute(query)]
+
+
 def ticket(conn: Connection, ticket_id: str) -> TicketView | None:
     row = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).first()
     return TicketView.from_row(row) if row else None
@@ -132,10 +158,16 @@ class ConsoleReads:
 
     def waiting_by_service(self) -> dict[str, list[TicketView]]:
         with self._reading() as conn:
-            grouped: dict[str, list[TicketView]] = {}
-            for view in waiting(conn):
-                grouped.setdefault(view.service_id, []).append(view)
-            return grouped
+            return waiting_grouped(conn)
+
+    def parked(self, counter_id: str | None = None) -> list[TicketView]:
+        """Parked tickets, oldest first; each view's ``parked_by`` names its counter.
+
+        With ``counter_id``, only those parked at that counter (the ones its staff
+        return to the queue).
+        """
+        with self._reading() as conn:
+            return parked(conn, counter_id)
 
     def counters(self) -> list[CounterView]:
         with self._reading() as conn:

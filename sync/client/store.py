@@ -29,6 +29,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
@@ -116,6 +117,9 @@ tickets = Table(
     Column("queue_band", Integer),
     Column("queue_ordinal", Integer),
     Column("unsynced", Integer, nullable=False),  # 1 while a change is not yet pushed
+    Column("parked_by", String),  # the counter that parked it, while it is parked
+    # The console lists tickets by status (waiting queues, parked, counts) on every action.
+    Index("ix_tickets_status_service", "status", "service_id"),
 )
 
 counters = Table(

@@ -55,6 +55,10 @@ class TicketView:
     recalls: int
     transfers: int
     unsynced: bool  # a change to it is still in the outbox
+    parked_by: str | None = None  # the counter that parked it, while it is parked
+    # Where a waiting ticket stands in its service's call order (lower is sooner,
+    # then by id); None when it is not waiting.
+    call_order: tuple[int, int, int] | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> TicketView:
@@ -86,7 +90,29 @@ class TicketView:
             recalls=m["recalls"],
             transfers=m["transfers"],
             unsynced=bool(m["unsynced"]),
+            parked_by=m["parked_by"],
+            call_order=(
+                None
+                if m["queue_ordinal"] is None
+                else (m["queue_priority"], m["queue_band"], m["queue_ordinal"])
+            ),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingChanges:
+    """What changed in the queues since a reader's last look (see ``waiting_changes``).
+
+    Either ``everything`` (all waiting tickets by service, in call order: the reader
+    starts over) or ``tickets``: the current rows of the tickets written since,
+    whatever their status now, and ``gone``: ids whose rows no longer exist.
+    Pass ``change`` next time.
+    """
+
+    change: int
+    everything: dict[str, list[TicketView]] | None
+    tickets: list[TicketView]
+    gone: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)

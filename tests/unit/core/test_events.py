@@ -226,6 +226,8 @@ def test_unknown_event_type_is_refused(kind):
         ({"occurred_at": "yesterday"}, "occurred_at", "valid datetime"),
         ({"occurred_at": "2024-03-01T09:00:00"}, "occurred_at", "timezone info"),
         ({"appointment_at": "2024-03-01T11:00:00"}, "appointment_at", "timezone info"),
+        ({"occurred_at": "9999-12-31T23:00:00-05:00"}, "occurred_at", "range of dates"),
+        ({"appointment_at": "0001-01-01T00:30:00+01:00"}, "appointment_at", "range of dates"),
         ({"number": "42"}, "number", "'42' is not a ticket number"),
         ({"number": "A0"}, "number", "ticket number 0 is outside 1..9999"),
         ({"customer": "Ada"}, "customer", "valid dictionary"),

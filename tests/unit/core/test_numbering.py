@@ -38,7 +38,7 @@ def test_last_block_is_shortened_then_the_day_is_exhausted():
     taken = [NumberBlock("A", DAY, 1, LEASE_CEILING - 5)]
     block = next_block(taken, "A", DAY, size=50)
     assert (block.first, block.last) == (LEASE_CEILING - 4, LEASE_CEILING)
-    with pytest.raises(DomainError, match=r"All 7999 numbers of prefix A on 2026-11-25"):
+    with pytest.raises(DomainError, match=r"All 4999 numbers of prefix A on 2026-11-25"):
         next_block([*taken, block], "A", DAY)
 
 
@@ -52,7 +52,7 @@ def test_fallback_zone_is_never_leased_and_slots_never_share_a_number():
         assert max(numbers) <= MAX_TICKET_NUMBER
         assert not numbers & seen, slot
         seen |= numbers
-    assert len(fallback_numbers(0)) == 40
+    assert len(fallback_numbers(0)) == 100
     for bad in (-1, MAX_DEVICE_SLOTS):
         with pytest.raises(InvalidValue, match="slot"):
             fallback_numbers(bad)

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import commands as cmd
-from core.numbering import fallback_numbers
+from core.numbering import FALLBACK_FLOOR, MAX_DEVICE_SLOTS, fallback_numbers
 from tests.unit.sync.builders import ACCOUNTS, DAY, LOANS, at, lease, open_cache
 
 
@@ -39,19 +39,19 @@ def test_a_new_lease_is_used_before_fallback_numbers_and_old_days_are_forgotten(
     tmp_path: Path,
 ) -> None:
     cache = open_cache(tmp_path, slot=0)
-    assert cache.issue_ticket(ACCOUNTS, at=at(0)).number == "A8000"
+    assert cache.issue_ticket(ACCOUNTS, at=at(0)).number == f"A{FALLBACK_FLOOR}"
     cache.add_leases([lease(ACCOUNTS, "A", 51, 52)])
     cache.add_leases([lease(ACCOUNTS, "A", 51, 52)])  # a retried lease keeps its progress
     assert [cache.issue_ticket(ACCOUNTS, at=at(1)).number for _ in range(3)] == [
         "A051",
         "A052",
-        "A8050",
+        f"A{FALLBACK_FLOOR + MAX_DEVICE_SLOTS}",  # slot 0's second fallback number
     ]
     tomorrow = DAY + timedelta(days=1)
     cache.add_leases([lease(ACCOUNTS, "A", 1, 1, tomorrow)])
     # Numbers restart every business day, and yesterday's blocks are gone.
     assert cache.issue_ticket(ACCOUNTS, at=at(60 * 24)).number == "A001"
-    assert cache.issue_ticket(ACCOUNTS, at=at(60 * 24)).number == "A8000"
+    assert cache.issue_ticket(ACCOUNTS, at=at(60 * 24)).number == f"A{FALLBACK_FLOOR}"
 
 
 def test_without_a_slot_the_console_still_issues_and_warns(tmp_path: Path) -> None:

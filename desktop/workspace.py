@@ -1,0 +1,296 @@
+"""One branch at work: its cache, its sync thread, and the commands of one counter.
+
+:class:`Workspace` is what the main window talks to. Every counter action is a
+core command run by :meth:`LocalCache.execute` (one short SQLite transaction that
+writes the outbox and the projection), so everything works offline; the sync
+thread is woken by the cache and sends it when it can. Reads come back as a
+:class:`Snapshot` of plain views, which the window shows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from core.commands import (
+    CallNext,
+    CallTicket,
+    Cancel,
+    CloseCounter,
+    Command,
+    Complete,
+    MarkNoShow,
+    OpenCounter,
+    Park,
+    PauseCounter,
+    Recall,
+    ResumeCounter,
+    ReturnTicket,
+    StartService,
+    Transfer,
+)
+from core.events import Customer, EventBase, TicketIssued
+from core.values import Outcome, PriorityClass, TransferPosition
+from desktop.bridge import SyncBridge
+from desktop.session import Authenticator, SignedIn
+from sync.client.cache import LocalCache
+from sync.client.engine import EngineSettings
+from sync.client.paths import cache_path
+from sync.client.thread import SyncThread
+from sync.client.views import Alert, CounterView, ServiceView, TicketView, WaitingChanges
+from sync.protocol import ReferenceData
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def _call_order(ticket: TicketView) -> tuple[tuple[int, int, int], str]:
+    return (ticket.call_order or (0, 0, 0), ticket.id)
+
+
+class NoTicket(Exception):  # noqa: N818 - reads as what is missing
+    """The action needs a current ticket and the counter has none."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the window shows, read from the cache in one go."""
+
+    services: list[ServiceView]
+    waiting: dict[str, list[TicketView]]
+    counters: list[CounterView]
+    counter: CounterView | None
+    current: TicketView | None
+    parked: list[TicketView]
+    outbox: int
+    last_synced: datetime | None
+    alerts: list[Alert]
+    pause_reasons: list[str] = field(default_factory=list)
+    staff_names: dict[str, str] = field(default_factory=dict)
+
+
+class Workspace(QObject):
+    """A branch's cache and sync thread, and the chosen counter; see the module docstring."""
+
+    changed = Signal()  # a local command committed
+
+    def __init__(
+        self,
+        signed_in: SignedIn,
+        branch_id: str,
+        cache: LocalCache,
+        bridge: SyncBridge,
+        *,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        super().__init__()
+        self.signed_in, self.branch_id = signed_in, branch_id
+        self.cache, self.bridge = cache, bridge
+        self.sync: SyncThread | None = None
+        self.counter_id: str | None = None
+        self._clock = clock
+        # The queues as last read, kept up to date from the cache's change log so an
+        # action re-reads the tickets it changed, not every waiting ticket.
+        self._queues: dict[str, list[TicketView]] = {}
+        self._queued: dict[str, TicketView] = {}  # ticket id -> its entry in _queues
+        self._seen: int | None = None  # the cache's change number at the last read
+
+    @classmethod
+    def open(
+        cls,
+        auth: Authenticator,
+        signed_in: SignedIn,
+        branch_id: str,
+        data_dir: Path,
+        bridge: SyncBridge,
+        *,
+        sync: bool = True,
+        engine_settings: EngineSettings | None = None,
+    ) -> Workspace:
+        path = cache_path(data_dir, signed_in.server_url, signed_in.tenant, branch_id)
+        cache = LocalCache.open(path, branch_id)
+        workspace = cls(signed_in, branch_id, cache, bridge)
+        if sync:
+            from desktop.sync_link import start_sync
+
+            try:
+                workspace.sync = start_sync(
+                    auth,
+                    cache,
+                    bridge,
+                    server_url=signed_in.server_url,
+                    tenant=signed_in.tenant,
+                    branch_id=branch_id,
+                    settings=engine_settings,
+                )
+            except BaseException:
+                cache.close()
+                raise
+        return workspace
+
+    def close(self) -> None:
+        if self.sync is not None:
+            if not self.sync.stop():
+                log.warning("the sync thread did not stop in time")
+            self.sync = None
+        self.cache.close()
+
+    # -- who may do what -------------------------------------------------------------
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return self.signed_in.branch_permissions(self.branch_id)
+
+    def may(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    @property
+    def actor_id(self) -> str:
+        return str(self.signed_in.user.id)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def reference(self) -> ReferenceData | None:
+        return self.cache.reference()
+
+    def snapshot(self) -> Snapshot:
+        cache = self.cache
+        counters = cache.counters()
+        counter = next((c for c in counters if c.id == self.counter_id), None)
+        current = None
+        if counter is not None and counter.current_ticket_id:
+            current = cache.ticket(counter.current_ticket_id)
+        # the cache knows which counter parked each ticket, so they survive a restart
+        parked = cache.parked(self.counter_id) if self.counter_id else []
+        ref = self.reference()
+        return Snapshot(
+            services=cache.services(),
+            waiting=self.waiting(),
+            counters=counters,
+            counter=counter,
+            current=current,
+            parked=parked,
+            outbox=cache.outbox_size(),
+            last_synced=cache.last_synced_at(),
+            alerts=cache.alerts(),
+            pause_reasons=list(ref.pause_reasons) if ref else [],
+            staff_names={s.id: s.display_name for s in ref.staff} if ref else {},
+        )
+
+    def waiting(self) -> dict[str, list[TicketView]]:
+        """Waiting tickets by service in call order (fresh lists, shared ticket views)."""
+        self._apply(self.cache.waiting_changes(self._seen))
+        return {service_id: list(queue) for service_id, queue in self._queues.items() if queue}
+
+    def _apply(self, changes: WaitingChanges) -> None:
+        self._seen = changes.change
+        if changes.everything is not None:
+            self._queues = changes.everything
+            self._queued = {t.id: t for queue in self._queues.values() for t in queue}
+            return
+        for ticket_id in changes.gone | {t.id for t in changes.tickets}:
+            old = self._queued.pop(ticket_id, None)
+            if old is not None:
+                queue = self._queues[old.service_id]
+                del queue[bisect.bisect_left(queue, _call_order(old), key=_call_order)]
+        for ticket in changes.tickets:
+            if ticket.status == "waiting":
+                queue = self._queues.setdefault(ticket.service_id, [])
+                bisect.insort(queue, ticket, key=_call_order)
+                self._queued[ticket.id] = ticket
+
+    def current_ticket(self) -> TicketView | None:
+        counter = next((c for c in self.cache.counters() if c.id == self.counter_id), None)
+        if counter is None or not counter.current_ticket_id:
+            return None
+        return self.cache.ticket(counter.current_ticket_id)
+
+    def acknowledge(self, alert_ids: list[int]) -> None:
+        self.cache.acknowledge_alerts(alert_ids)
+        self.changed.emit()
+
+    # -- commands -----------------------------------------------------------------------
+
+    def execute(self, command: Command) -> list[EventBase]:
+        """Run ``command`` on the cache; raises the core's error with its message."""
+        events = self.cache.execute(command)
+        self.changed.emit()
+        return events
+
+    def _run(self, kind: type[Command], **fields: Any) -> None:
+        self.execute(kind(at=self._clock(), actor_id=self.actor_id, **fields))
+
+    def _counter(self) -> str:
+        if self.counter_id is None:
+            raise NoTicket("Choose your counter first.")
+        return self.counter_id
+
+    def _current(self) -> str:
+        ticket = self.current_ticket()
+        if ticket is None:
+            raise NoTicket("There is no current ticket at this counter.")
+        return ticket.id
+
+    def call_next(self) -> None:
+        self._run(CallNext, counter_id=self._counter())
+
+    def call_ticket(self, ticket_id: str) -> None:
+        self._run(CallTicket, counter_id=self._counter(), ticket_id=ticket_id)
+
+    def recall(self) -> None:
+        self._run(Recall, ticket_id=self._current())
+
+    def start(self) -> None:
+        self._run(StartService, ticket_id=self._current())
+
+    def complete(self, outcome: Outcome = Outcome.SERVED) -> None:
+        self._run(Complete, ticket_id=self._current(), outcome=outcome)
+
+    def no_show(self) -> None:
+        self._run(MarkNoShow, ticket_id=self._current())
+
+    def transfer(self, service_id: str, position: TransferPosition) -> None:
+        self._run(Transfer, ticket_id=self._current(), to_service_id=service_id, position=position)
+
+    def park(self, note: str | None = None) -> None:
+        self._run(Park, ticket_id=self._current(), note=note or None)
+
+    def return_ticket(self, ticket_id: str) -> None:
+        self._run(ReturnTicket, ticket_id=ticket_id)
+
+    def cancel(self, ticket_id: str | None = None, reason: str | None = None) -> None:
+        self._run(Cancel, ticket_id=ticket_id or self._current(), reason=reason or None)
+
+    def open_counter(self) -> None:
+        self._run(OpenCounter, counter_id=self._counter())
+
+    def pause(self, reason: str) -> None:
+        self._run(PauseCounter, counter_id=self._counter(), reason=reason)
+
+    def resume(self) -> None:
+        self._run(ResumeCounter, counter_id=self._counter())
+
+    def close_counter(self) -> None:
+        self._run(CloseCounter, counter_id=self._counter())
+
+    def issue(
+        self, service_id: str, priority: PriorityClass, customer_name: str | None = None
+    ) -> TicketIssued:
+        customer = Customer(name=customer_name) if customer_name else None
+        issued = self.cache.issue_ticket(
+            service_id,
+            at=self._clock(),
+            actor_id=self.actor_id,
+            priority=priority,
+            customer=customer,
+        )
+        self.changed.emit()
+        return issued
