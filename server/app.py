@@ -35,6 +35,7 @@ from server.api import (
     branch_services,
     branches,
     counter_actions,
+    reports,
     roles,
     sync,
     sync_stream,
@@ -64,6 +65,7 @@ ROUTERS: Final[tuple[APIRouter, ...]] = (
     audit_log.router,
     sync.router,
     sync_stream.router,
+    reports.router,
 )
 # Long-lived requests that must not hold a request-gate slot while they wait.
 GATE_EXEMPT: Final = frozenset({API_PREFIX + sync_stream.STREAM_PATH})

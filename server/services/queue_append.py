@@ -22,6 +22,7 @@ from core.errors import DomainError
 from core.events import EventBase, TicketIssued
 from core.machine import apply
 from server.models import Branch, Device, QueueEvent, User, allocate_server_seqs
+from server.services.kpi_facts import write_facts
 from server.services.queue_records import EventRow, need_canonical_uuid, write_events, write_tickets
 from server.services.queue_state import BRANCH_STATES, BranchLease, BranchStates, IdLike
 
@@ -98,6 +99,7 @@ def append_events(
         tenant_id, branch_id = lease.branch.tenant_id, lease.branch.id
         write_events(session, tenant_id, branch_id, rows)
         write_tickets(session, tenant_id, branch_id, lease.state, accepted)
+        write_facts(session, tenant_id, branch_id, str(lease.state.time_zone), accepted)
         if accepted:
             last = [row for row in rows if row.server_seq is not None][-1]
             lease.advanced(last.server_seq or 0, last.event.id)

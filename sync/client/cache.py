@@ -35,10 +35,12 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from core.commands import Command, IssueTicket
 from core.events import Customer, EventBase, TicketIssued
+from core.kpi import GroupBy, KpiReport
+from core.kpi_rows import Filters, GroupKey
 from core.machine import apply, decide
 from core.values import BusinessDay, Channel, PriorityClass, TicketNumber
+from sync.client import kpi_store, projection, reads, reports
 from sync.client import outbox as rows
-from sync.client import projection, reads
 from sync.client.base import CacheFile
 from sync.client.errors import NotACacheFile
 from sync.client.reads import ConsoleReads
@@ -298,6 +300,21 @@ class LocalCache(CacheFile, ConsoleReads):
             self._numbers.slot = data.device_slot
             conn.execute(update(device).values(slot=data.device_slot))
         return True, self._replica.set_reference(data)
+
+    def report(
+        self, *, key: GroupBy | None = None, filters: Filters | None = None
+    ) -> dict[GroupKey, KpiReport]:
+        """Branch KPIs of the live state from SQL (see :mod:`sync.client.reports`)."""
+        with self._reading() as conn:
+            live = self._replica.live
+            return reports.branch_report(
+                conn,
+                targets={s.id: s.target_wait_s for s in live.services.values()},
+                time_zone=str(live.time_zone),
+                counter_events=kpi_store.counter_events(conn, self._replica.tail),
+                key=key,
+                filters=filters,
+            )
 
     def reference(self) -> ReferenceData | None:
         """The branch's reference data (services, counters, staff, pause reasons), if any.

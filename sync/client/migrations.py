@@ -67,7 +67,21 @@ def _parked_by(conn: Connection) -> None:
     )
 
 
-STEPS: dict[int, Step] = {2: _parked_by}
+def _kpi_facts(conn: Connection) -> None:
+    """3: ``events.ticket_id`` (indexed: a ticket's confirmed history for its KPI facts)
+    and the empty ``kpi_facts`` and ``kpi_meta`` tables.
+
+    The facts are not computed here: with no ``kpi_meta`` row the cache rebuilds them
+    on its first write (it needs the branch's zone and the live outbox tail).
+    """
+    conn.execute(text("ALTER TABLE events ADD COLUMN ticket_id VARCHAR"))
+    conn.execute(text("UPDATE events SET ticket_id = json_extract(body, '$.ticket_id')"))
+    conn.execute(text("CREATE INDEX ix_events_ticket_id ON events (ticket_id)"))
+    metadata.tables["kpi_facts"].create(conn)
+    metadata.tables["kpi_meta"].create(conn)
+
+
+STEPS: dict[int, Step] = {2: _parked_by, 3: _kpi_facts}
 """Upgrade steps by the version they produce (2, 3, …); version 1 is the first schema."""
 
 

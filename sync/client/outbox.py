@@ -41,7 +41,15 @@ def store_confirmed(conn: Connection, rows: list[tuple[int, EventBase, dict[str,
     if rows:
         conn.execute(
             insert(events),
-            [{"server_seq": s, "event_id": str(e.id), "body": dumps(d)} for s, e, d in rows],
+            [
+                {
+                    "server_seq": s,
+                    "event_id": str(e.id),
+                    "body": dumps(d),
+                    "ticket_id": getattr(e, "ticket_id", None),
+                }
+                for s, e, d in rows
+            ],
         )
 
 

@@ -8,6 +8,7 @@ Everything a console knows lives in one file (see :mod:`sync.client.paths`):
   by a push, awaiting its pull; ``void``: refused locally on a rebase but still to
   push, because the server wants contiguous ``device_seq`` values);
 - ``tickets``, ``counters``, ``services``: the projection the console reads;
+- ``kpi_facts``, ``kpi_meta``: the KPI facts local reports aggregate (:mod:`sync.client.kpi_store`);
 - ``reference``, ``sync_state``, ``device``, ``number_blocks``, ``fallback_used``,
   ``alerts``: reference data, cursor, identity, offline numbers and staff alerts.
 
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -76,6 +78,8 @@ events = Table(
     Column("server_seq", Integer, primary_key=True),
     Column("event_id", String, nullable=False, unique=True),
     Column("body", Text, nullable=False),
+    Column("ticket_id", String),  # the ticket it is about; NULL for counter events
+    Index("ix_events_ticket_id", "ticket_id"),
 )
 
 outbox = Table(
@@ -142,6 +146,30 @@ services = Table(
     Column("name", String, nullable=False),
     Column("target_wait_s", Integer),
     Column("active", Integer, nullable=False),
+)
+
+# KPI facts of the live state (core.kpi_rows.FactRow), rewritten per touched ticket.
+kpi_facts = Table(
+    "kpi_facts",
+    metadata,
+    Column("ticket_id", String, primary_key=True),
+    Column("ord", Integer, primary_key=True),
+    Column("kind", String, nullable=False),
+    Column("service_id", String),
+    Column("counter_id", String),
+    Column("staff_id", String),
+    Column("local_day", String, nullable=False),  # ISO date in the branch's zone
+    Column("hour_start", Integer, nullable=False),  # Unix seconds of the local hour's start
+    Column("value", Float),  # wait (segment) or service time (completion), seconds
+    Column("no_show", Integer, nullable=False),
+)
+
+# The zone the KPI facts were bucketed in; another zone means rebuilding them.
+kpi_meta = Table(
+    "kpi_meta",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("time_zone", String, nullable=False),
 )
 
 number_blocks = Table(
