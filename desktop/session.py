@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from core.kpi_rows import Filters
+from sync.client import reports_api
 from sync.client.api import ClientError, Offline, SignedOut, Throttled, TlsFailure
 from sync.client.auth import AuthSession, SessionState, UserInfo, WrongCredentials
 from sync.client.credentials import (
@@ -32,6 +34,7 @@ from sync.client.credentials import (
     OfflineUnlockExpired,
     verify_offline,
 )
+from sync.client.reports_api import BranchRow
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +218,12 @@ class Authenticator:
             if self.on_change is not None:
                 self.on_change(online)
             return session
+
+    async def branch_comparison(self, filters: Filters) -> list[BranchRow]:
+        """Every branch's KPIs from the service; raises the sync calls' ClientError family."""
+        await self._live_session()
+        assert self._client is not None  # a live session has its client
+        return await reports_api.branch_comparison(self._client, self, filters)
 
     # -- signing out and closing ---------------------------------------------------------
 

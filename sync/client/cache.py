@@ -28,7 +28,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -36,7 +36,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from core.commands import Command, IssueTicket
 from core.events import Customer, EventBase, TicketIssued
 from core.kpi import GroupBy, KpiReport
-from core.kpi_rows import Filters, GroupKey
+from core.kpi_rows import Counts, Filters, GroupKey
 from core.machine import apply, decide
 from core.values import BusinessDay, Channel, PriorityClass, TicketNumber
 from sync.client import kpi_store, projection, reads, reports
@@ -315,6 +315,30 @@ class LocalCache(CacheFile, ConsoleReads):
                 key=key,
                 filters=filters,
             )
+
+    def report_counts(
+        self, *, key: GroupBy, filters: Filters | None = None
+    ) -> dict[GroupKey, Counts]:
+        """Only the counts per ``key`` (see :func:`sync.client.reports.counts_by`)."""
+        with self._reading() as conn:
+            live = self._replica.live
+            return reports.counts_by(
+                conn,
+                targets={s.id: s.target_wait_s for s in live.services.values()},
+                time_zone=str(live.time_zone),
+                key=key,
+                filters=filters,
+            )
+
+    def wait_histogram(self, *, bin_s: int, bins: int, filters: Filters | None = None) -> list[int]:
+        """Called segments per wait bin (see :func:`sync.client.reports.wait_histogram`)."""
+        with self._reading() as conn:
+            return reports.wait_histogram(conn, filters=filters, bin_s=bin_s, bins=bins)
+
+    def local_day(self, at: datetime) -> date:
+        """The branch-local calendar day of ``at`` (the day reports bucket it in)."""
+        with self._lock:
+            return at.astimezone(self._replica.live.time_zone.zone).date()
 
     def reference(self) -> ReferenceData | None:
         """The branch's reference data (services, counters, staff, pause reasons), if any.
