@@ -249,7 +249,7 @@ class MainWindow(QMainWindow):
         self.counter_actions.update(workspace, snap)
         self.queues.can_call = self.counter_actions.actions["call_ticket"].isEnabled()
         self.queues.can_cancel = self.counter_actions.actions["cancel"].isVisible()
-        self._show_report_access(workspace)
+        self._show_report_access()
         if self.dashboard.isVisible():
             self._dashboard_timer.start()
         self._show_banner()
@@ -264,7 +264,7 @@ class MainWindow(QMainWindow):
     def may_compare(self) -> bool:
         return "reports.tenant" in self.signed_in.user.permissions
 
-    def _show_report_access(self, workspace: Workspace) -> None:
+    def _show_report_access(self) -> None:
         allowed = self.may_report
         self.reports_action.setVisible(allowed)
         self.reports_action.setEnabled(allowed)
