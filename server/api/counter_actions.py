@@ -46,7 +46,9 @@ def call_next(
         )
         called = events[0]
         assert isinstance(called, TicketCalled)
-        return queue.ticket_view(session, principal.tenant_id, called.ticket_id)
+        return queue.ticket_view(
+            session, principal.tenant_id, called.ticket_id, branch_id=branch_id
+        )
 
     details = {"counter_id": counter_id}
     target = ("counter", counter_id)  # until a ticket is called

@@ -78,7 +78,8 @@ def get_ticket(
     branch_id = ticket_branch(session, principal, ticket_id)
     authorize(request, session, principal, "queue.view", branch_id)
     with not_found_is_404():
-        return ticket_out(queue.ticket_view(session, principal.tenant_id, ticket_id))
+        view = queue.ticket_view(session, principal.tenant_id, ticket_id, branch_id=branch_id)
+        return ticket_out(view)
 
 
 def _ticket_action(
@@ -103,7 +104,7 @@ def _ticket_action(
             command=make(str(ticket_id)),
             actor_user_id=principal.user_id,
         )
-        return queue.ticket_view(session, principal.tenant_id, ticket_id)
+        return queue.ticket_view(session, principal.tenant_id, ticket_id, branch_id=branch_id)
 
     target = ("ticket", ticket_id)
     view = audited(request, session, principal, action, target, details or {}, act)

@@ -149,18 +149,28 @@ def issue_ticket(
 
 
 def ticket_view(
-    session: Session, tenant_id: IdLike, ticket_id: IdLike, *, states: BranchStates | None = None
+    session: Session,
+    tenant_id: IdLike,
+    ticket_id: IdLike,
+    *,
+    branch_id: IdLike | None = None,
+    states: BranchStates | None = None,
 ) -> TicketView:
-    """Where a ticket stands; another tenant's ticket raises :class:`TicketNotFound`."""
+    """Where a ticket stands; another tenant's ticket raises :class:`TicketNotFound`.
+
+    ``branch_id``, when the caller already looked it up within the tenant, saves
+    looking it up again.
+    """
     try:
         tid = as_uuid(ticket_id, "ticket")
     except NotFoundInTenant:
         raise TicketNotFound(f"There is no ticket {ticket_id!r}") from None
-    branch_id = session.scalar(
-        select(TicketRow.branch_id).where(
-            TicketRow.id == tid, TicketRow.tenant_id == as_uuid(tenant_id, "tenant")
+    if branch_id is None:
+        branch_id = session.scalar(
+            select(TicketRow.branch_id).where(
+                TicketRow.id == tid, TicketRow.tenant_id == as_uuid(tenant_id, "tenant")
+            )
         )
-    )
     if branch_id is None:
         raise TicketNotFound(f"There is no ticket {tid}")
     with (states or BRANCH_STATES).use(session, tenant_id, branch_id) as lease:

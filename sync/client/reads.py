@@ -8,6 +8,7 @@ or pull left behind.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import date, datetime
@@ -142,14 +143,14 @@ def last_synced_at(conn: Connection) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-class ConsoleReads:
+class ConsoleReads(ABC):
     """The console's read API, mixed into :class:`sync.client.cache.LocalCache`."""
 
-    def _reading(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
+    @abstractmethod
+    def _reading(self) -> AbstractContextManager[Connection]: ...
 
-    def _today(self, at: datetime | None) -> date:
-        raise NotImplementedError
+    @abstractmethod
+    def _today(self, at: datetime | None) -> date: ...
 
     def waiting(self, service_id: str) -> list[TicketView]:
         """Waiting tickets of one service, in the order they will be called."""
