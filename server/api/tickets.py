@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 
 from core import commands as cmd
-from server.api.deps import Principal, PrincipalDep, SessionDep
+from server.api.deps import CallerDep, Principal, run_as
 from server.api.queue_support import (
     CallRequest,
     CancelRequest,
@@ -33,14 +33,20 @@ router = APIRouter(tags=["tickets"])
 
 
 @router.post("/branches/{branch_id}/tickets", status_code=201, response_model=TicketOut)
-def issue(
-    branch_id: uuid.UUID,
-    body: IssueRequest,
-    request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
+async def issue(
+    branch_id: uuid.UUID, body: IssueRequest, request: Request, caller: CallerDep
 ) -> TicketOut:
     """Issue a ticket for a service of the branch; answers its number, place and wait."""
+    return await run_as(request, caller, lambda s, p: _issue(request, s, p, branch_id, body))
+
+
+def _issue(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    branch_id: uuid.UUID,
+    body: IssueRequest,
+) -> TicketOut:
     with not_found_is_404():
         find_branch(session, principal.tenant_id, branch_id)
     authorize(request, session, principal, "tickets.issue", branch_id)
@@ -71,27 +77,46 @@ def issue(
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
-def get_ticket(
-    ticket_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> TicketOut:
+async def get_ticket(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> TicketOut:
     """Where a ticket stands: status, counter, place in the queue and estimated wait."""
-    branch_id = ticket_branch(session, principal, ticket_id)
-    authorize(request, session, principal, "queue.view", branch_id)
-    with not_found_is_404():
-        view = queue.ticket_view(session, principal.tenant_id, ticket_id, branch_id=branch_id)
-        return ticket_out(view)
+
+    def work(session: Session, principal: Principal) -> TicketOut:
+        branch_id = ticket_branch(session, principal, ticket_id)
+        authorize(request, session, principal, "queue.view", branch_id)
+        with not_found_is_404():
+            view = queue.ticket_view(session, principal.tenant_id, ticket_id, branch_id=branch_id)
+            return ticket_out(view)
+
+    return await run_as(request, caller, work)
 
 
-def _ticket_action(
+async def _ticket_action(
     request: Request,
-    session: Session,
-    principal: Principal,
+    caller: CallerDep,
     ticket_id: uuid.UUID,
     *,
     action: str,
     permission: str,
     make: Callable[[str], cmd.Command],
     details: dict[str, Any] | None = None,
+) -> TicketOut:
+    def work(session: Session, principal: Principal) -> TicketOut:
+        return _act_on_ticket(
+            request, session, principal, ticket_id, action, permission, make, details
+        )
+
+    return await run_as(request, caller, work)
+
+
+def _act_on_ticket(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    ticket_id: uuid.UUID,
+    action: str,
+    permission: str,
+    make: Callable[[str], cmd.Command],
+    details: dict[str, Any] | None,
 ) -> TicketOut:
     branch_id = ticket_branch(session, principal, ticket_id)
     authorize(request, session, principal, permission, branch_id)
@@ -112,19 +137,17 @@ def _ticket_action(
 
 
 @router.post("/tickets/{ticket_id}/call", response_model=TicketOut)
-def call(
+async def call(
     ticket_id: uuid.UUID,
     body: CallRequest,
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
+    caller: CallerDep,
 ) -> TicketOut:
     """Call this ticket to a counter, out of queue order."""
     counter = str(body.counter_id)
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.call",
         permission="tickets.call",
@@ -134,14 +157,11 @@ def call(
 
 
 @router.post("/tickets/{ticket_id}/recall", response_model=TicketOut)
-def recall(
-    ticket_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> TicketOut:
+async def recall(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> TicketOut:
     """Call a called ticket again (the customer did not come yet)."""
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.recall",
         permission="tickets.call",
@@ -150,14 +170,11 @@ def recall(
 
 
 @router.post("/tickets/{ticket_id}/start", response_model=TicketOut)
-def start(
-    ticket_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> TicketOut:
+async def start(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> TicketOut:
     """The customer arrived at the counter: service starts."""
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.start",
         permission="tickets.serve",
@@ -166,19 +183,17 @@ def start(
 
 
 @router.post("/tickets/{ticket_id}/complete", response_model=TicketOut)
-def complete(
+async def complete(
     ticket_id: uuid.UUID,
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
+    caller: CallerDep,
     body: CompleteRequest | None = None,
 ) -> TicketOut:
     """Service ended, with an outcome (served by default)."""
     outcome = (body or CompleteRequest()).outcome
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.complete",
         permission="tickets.serve",
@@ -188,14 +203,11 @@ def complete(
 
 
 @router.post("/tickets/{ticket_id}/no-show", response_model=TicketOut)
-def no_show(
-    ticket_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> TicketOut:
+async def no_show(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> TicketOut:
     """The called customer did not come."""
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.no_show",
         permission="tickets.serve",
@@ -204,19 +216,17 @@ def no_show(
 
 
 @router.post("/tickets/{ticket_id}/transfer", response_model=TicketOut)
-def transfer(
+async def transfer(
     ticket_id: uuid.UUID,
     body: TransferRequest,
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
+    caller: CallerDep,
 ) -> TicketOut:
     """Move the ticket to another service's queue: at the front, the back or by join time."""
     to_service = str(body.service_id)
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.transfer",
         permission="tickets.transfer",
@@ -228,19 +238,17 @@ def transfer(
 
 
 @router.post("/tickets/{ticket_id}/park", response_model=TicketOut)
-def park(
+async def park(
     ticket_id: uuid.UUID,
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
+    caller: CallerDep,
     body: ParkRequest | None = None,
 ) -> TicketOut:
     """Set the ticket aside (the customer fetches a document) until it is returned."""
     note = body.note if body else None
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.park",
         permission="tickets.park",
@@ -249,14 +257,11 @@ def park(
 
 
 @router.post("/tickets/{ticket_id}/return", response_model=TicketOut)
-def return_ticket(
-    ticket_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> TicketOut:
+async def return_ticket(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> TicketOut:
     """Put a parked ticket back in its queue."""
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.return",
         permission="tickets.park",
@@ -265,19 +270,17 @@ def return_ticket(
 
 
 @router.post("/tickets/{ticket_id}/cancel", response_model=TicketOut)
-def cancel(
+async def cancel(
     ticket_id: uuid.UUID,
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
+    caller: CallerDep,
     body: CancelRequest | None = None,
 ) -> TicketOut:
     """Take the ticket out of the queue for good."""
     reason = body.reason if body else None
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.cancel",
         permission="tickets.cancel",
