@@ -23,6 +23,7 @@ for the duration of one call, never across a transaction.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import String, bindparam, select, type_coerce
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -115,14 +116,26 @@ _BRANCH = select(
     _BRANCHES.id, _BRANCHES.tenant_id, _BRANCHES.name, _BRANCHES.time_zone, _BRANCHES.day_starts_at
 ).where(_BRANCHES.id == bindparam("branch_id"))
 _SERVICES = Service.__table__.c
+# Ids and the work profile come back as the driver hands them (no result
+# processing): they are compared with the last read, and only turned into a
+# BranchConfig when they differ.
 _CONFIG_SERVICES = (
-    select(_SERVICES.id, _SERVICES.code, _SERVICES.name, _SERVICES.target_wait_s)
+    select(
+        type_coerce(_SERVICES.id, String),
+        _SERVICES.code,
+        _SERVICES.name,
+        _SERVICES.target_wait_s,
+    )
     .where(_SERVICES.branch_id == bindparam("branch_id"))
     .order_by(_SERVICES.id)
 )
 _COUNTERS = Counter.__table__.c
 _CONFIG_COUNTERS = (
-    select(_COUNTERS.id, _COUNTERS.name, _COUNTERS.work_profile)
+    select(
+        type_coerce(_COUNTERS.id, String),
+        _COUNTERS.name,
+        type_coerce(_COUNTERS.work_profile, String),
+    )
     .where(_COUNTERS.branch_id == bindparam("branch_id"))
     .order_by(_COUNTERS.id)
 )
@@ -161,22 +174,49 @@ def find_branch(session: Session, tenant_id: IdLike, branch_id: IdLike) -> Branc
     return branch
 
 
+_RawConfig = tuple[str, int, tuple[Any, ...], tuple[Any, ...]]
+# The last config built per branch, with the rows it was built from: an
+# unchanged read (nearly every request) costs a comparison, not 50 objects.
+_CONFIGS: dict[uuid.UUID, tuple[_RawConfig, BranchConfig]] = {}
+
+
 def read_config(session: Session, branch: BranchInfo) -> BranchConfig:
     """Every service and counter of the branch, inactive ones too: old events name them."""
     connection = session.connection()
-    services = connection.execute(_CONFIG_SERVICES, {"branch_id": branch.id})
-    counters = connection.execute(_CONFIG_COUNTERS, {"branch_id": branch.id})
-    return BranchConfig(
-        time_zone=branch.time_zone,
-        day_starts_at_min=branch.day_starts_at,
+    raw: _RawConfig = (
+        branch.time_zone,
+        branch.day_starts_at,
+        tuple(connection.execute(_CONFIG_SERVICES, {"branch_id": branch.id})),
+        tuple(connection.execute(_CONFIG_COUNTERS, {"branch_id": branch.id})),
+    )
+    known = _CONFIGS.get(branch.id)
+    if known is not None and known[0] == raw:
+        return known[1]
+    time_zone, day_starts_at, services, counters = raw
+    config = BranchConfig(
+        time_zone=time_zone,
+        day_starts_at_min=day_starts_at,
         services=tuple(
-            ServiceConfig(str(sid), code, name, target) for sid, code, name, target in services
+            ServiceConfig(_id_text(sid), code, name, target) for sid, code, name, target in services
         ),
         counters=tuple(
-            CounterConfig(str(cid), name, tuple(str(s) for s in profile or ()))
+            CounterConfig(_id_text(cid), name, tuple(str(s) for s in _json_list(profile)))
             for cid, name, profile in counters
         ),
     )
+    _CONFIGS[branch.id] = (raw, config)
+    return config
+
+
+def _id_text(value: Any) -> str:
+    """A UUID column's raw value (SQLite: 32 hex digits; PostgreSQL: a UUID) as ``str(uuid)``."""
+    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
+
+
+def _json_list(value: Any) -> list[Any]:
+    """A JSON column's raw value (SQLite: the text; PostgreSQL: already decoded) as a list."""
+    decoded = json.loads(value) if isinstance(value, str | bytes) else value
+    return list(decoded or ())
 
 
 @dataclass(slots=True)
