@@ -6,12 +6,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from core import commands as cmd
 from core.events import EventBase, TicketCalled
-from server.api.deps import CallerDep, Principal, run_as
+from server.api.deps import CallerDep, Principal, run_as_json
 from server.api.queue_support import (
     CounterOut,
     PauseRequest,
@@ -29,9 +29,9 @@ router = APIRouter(tags=["counters"])
 
 
 @router.post("/counters/{counter_id}/call-next", response_model=TicketOut, tags=["counters"])
-async def call_next(counter_id: uuid.UUID, request: Request, caller: CallerDep) -> TicketOut:
+async def call_next(counter_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Call the next ticket for this counter's work profile (priority first, then join time)."""
-    return await run_as(request, caller, lambda s, p: _call_next(request, s, p, counter_id))
+    return await run_as_json(request, caller, lambda s, p: _call_next(request, s, p, counter_id))
 
 
 def _call_next(
@@ -68,11 +68,11 @@ async def _counter_action(
     action: str,
     make: Callable[[str], cmd.Command],
     details: dict[str, Any] | None = None,
-) -> CounterOut:
+) -> Response:
     def work(session: Session, principal: Principal) -> CounterOut:
         return _act_on_counter(request, session, principal, counter_id, action, make, details)
 
-    return await run_as(request, caller, work)
+    return await run_as_json(request, caller, work)
 
 
 def _act_on_counter(
@@ -110,7 +110,7 @@ def _act_on_counter(
 
 
 @router.post("/counters/{counter_id}/open", response_model=CounterOut, tags=["counters"])
-async def open_counter(counter_id: uuid.UUID, request: Request, caller: CallerDep) -> CounterOut:
+async def open_counter(counter_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Open a closed counter: it can call tickets now."""
     return await _counter_action(
         request,
@@ -122,7 +122,7 @@ async def open_counter(counter_id: uuid.UUID, request: Request, caller: CallerDe
 
 
 @router.post("/counters/{counter_id}/close", response_model=CounterOut, tags=["counters"])
-async def close_counter(counter_id: uuid.UUID, request: Request, caller: CallerDep) -> CounterOut:
+async def close_counter(counter_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Close a counter for the day or a shift."""
     return await _counter_action(
         request,
@@ -139,7 +139,7 @@ async def pause_counter(
     body: PauseRequest,
     request: Request,
     caller: CallerDep,
-) -> CounterOut:
+) -> Response:
     """Pause an open counter, with a reason ("Lunch")."""
     return await _counter_action(
         request,
@@ -152,7 +152,7 @@ async def pause_counter(
 
 
 @router.post("/counters/{counter_id}/resume", response_model=CounterOut, tags=["counters"])
-async def resume_counter(counter_id: uuid.UUID, request: Request, caller: CallerDep) -> CounterOut:
+async def resume_counter(counter_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Resume a paused counter."""
     return await _counter_action(
         request,

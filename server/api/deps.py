@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 import jwt
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from pydantic import BaseModel
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -329,6 +330,22 @@ async def run_as(request: Request, caller: Caller, work: Callable[[Session, Prin
             return work(session, principal)
 
     return await run_in_threadpool(run)
+
+
+async def run_as_json(
+    request: Request,
+    caller: Caller,
+    work: Callable[[Session, Principal], BaseModel],
+    status_code: int = 200,
+) -> Response:
+    """:func:`run_as`, answering the model ``work`` returns as JSON.
+
+    The route's ``response_model`` still documents the answer; the model is
+    already valid, so it is encoded once here rather than dumped, validated
+    again and encoded by FastAPI.
+    """
+    model = await run_as(request, caller, work)
+    return Response(model.model_dump_json(), status_code, media_type="application/json")
 
 
 def require(permission: str, *, branch_param: str | None = None) -> Callable[..., Principal]:

@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from core import commands as cmd
-from server.api.deps import CallerDep, Principal, run_as
+from server.api.deps import CallerDep, Principal, run_as_json
 from server.api.queue_support import (
     CallRequest,
     CancelRequest,
@@ -35,9 +35,11 @@ router = APIRouter(tags=["tickets"])
 @router.post("/branches/{branch_id}/tickets", status_code=201, response_model=TicketOut)
 async def issue(
     branch_id: uuid.UUID, body: IssueRequest, request: Request, caller: CallerDep
-) -> TicketOut:
+) -> Response:
     """Issue a ticket for a service of the branch; answers its number, place and wait."""
-    return await run_as(request, caller, lambda s, p: _issue(request, s, p, branch_id, body))
+    return await run_as_json(
+        request, caller, lambda s, p: _issue(request, s, p, branch_id, body), 201
+    )
 
 
 def _issue(
@@ -77,7 +79,7 @@ def _issue(
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
-async def get_ticket(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> TicketOut:
+async def get_ticket(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Where a ticket stands: status, counter, place in the queue and estimated wait."""
 
     def work(session: Session, principal: Principal) -> TicketOut:
@@ -87,7 +89,7 @@ async def get_ticket(ticket_id: uuid.UUID, request: Request, caller: CallerDep) 
             view = queue.ticket_view(session, principal.tenant_id, ticket_id, branch_id=branch_id)
             return ticket_out(view)
 
-    return await run_as(request, caller, work)
+    return await run_as_json(request, caller, work)
 
 
 async def _ticket_action(
@@ -99,13 +101,13 @@ async def _ticket_action(
     permission: str,
     make: Callable[[str], cmd.Command],
     details: dict[str, Any] | None = None,
-) -> TicketOut:
+) -> Response:
     def work(session: Session, principal: Principal) -> TicketOut:
         return _act_on_ticket(
             request, session, principal, ticket_id, action, permission, make, details
         )
 
-    return await run_as(request, caller, work)
+    return await run_as_json(request, caller, work)
 
 
 def _act_on_ticket(
@@ -142,7 +144,7 @@ async def call(
     body: CallRequest,
     request: Request,
     caller: CallerDep,
-) -> TicketOut:
+) -> Response:
     """Call this ticket to a counter, out of queue order."""
     counter = str(body.counter_id)
     return await _ticket_action(
@@ -157,7 +159,7 @@ async def call(
 
 
 @router.post("/tickets/{ticket_id}/recall", response_model=TicketOut)
-async def recall(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> TicketOut:
+async def recall(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Call a called ticket again (the customer did not come yet)."""
     return await _ticket_action(
         request,
@@ -170,7 +172,7 @@ async def recall(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> T
 
 
 @router.post("/tickets/{ticket_id}/start", response_model=TicketOut)
-async def start(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> TicketOut:
+async def start(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """The customer arrived at the counter: service starts."""
     return await _ticket_action(
         request,
@@ -188,7 +190,7 @@ async def complete(
     request: Request,
     caller: CallerDep,
     body: CompleteRequest | None = None,
-) -> TicketOut:
+) -> Response:
     """Service ended, with an outcome (served by default)."""
     outcome = (body or CompleteRequest()).outcome
     return await _ticket_action(
@@ -203,7 +205,7 @@ async def complete(
 
 
 @router.post("/tickets/{ticket_id}/no-show", response_model=TicketOut)
-async def no_show(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> TicketOut:
+async def no_show(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """The called customer did not come."""
     return await _ticket_action(
         request,
@@ -221,7 +223,7 @@ async def transfer(
     body: TransferRequest,
     request: Request,
     caller: CallerDep,
-) -> TicketOut:
+) -> Response:
     """Move the ticket to another service's queue: at the front, the back or by join time."""
     to_service = str(body.service_id)
     return await _ticket_action(
@@ -243,7 +245,7 @@ async def park(
     request: Request,
     caller: CallerDep,
     body: ParkRequest | None = None,
-) -> TicketOut:
+) -> Response:
     """Set the ticket aside (the customer fetches a document) until it is returned."""
     note = body.note if body else None
     return await _ticket_action(
@@ -257,7 +259,7 @@ async def park(
 
 
 @router.post("/tickets/{ticket_id}/return", response_model=TicketOut)
-async def return_ticket(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> TicketOut:
+async def return_ticket(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Put a parked ticket back in its queue."""
     return await _ticket_action(
         request,
@@ -275,7 +277,7 @@ async def cancel(
     request: Request,
     caller: CallerDep,
     body: CancelRequest | None = None,
-) -> TicketOut:
+) -> Response:
     """Take the ticket out of the queue for good."""
     reason = body.reason if body else None
     return await _ticket_action(
