@@ -30,7 +30,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, text
 
 from sync.client.errors import NotACacheFile, SchemaTooNew
-from sync.client.store import metadata, write_transaction
+from sync.client.store import metadata, snapshot, write_transaction
 
 Step = Callable[[Connection], None]
 
@@ -67,7 +67,16 @@ def _parked_by(conn: Connection) -> None:
     )
 
 
-STEPS: dict[int, Step] = {2: _parked_by}
+def _snapshot(conn: Connection) -> None:
+    """3: ``snapshot``, the confirmed state saved so an open need not replay the log.
+
+    Created empty: the first open after the upgrade replays the log as before and
+    saves one.
+    """
+    snapshot.create(conn, checkfirst=True)
+
+
+STEPS: dict[int, Step] = {2: _parked_by, 3: _snapshot}
 """Upgrade steps by the version they produce (2, 3, …); version 1 is the first schema."""
 
 

@@ -9,7 +9,9 @@ Everything a console knows lives in one file (see :mod:`sync.client.paths`):
   push, because the server wants contiguous ``device_seq`` values);
 - ``tickets``, ``counters``, ``services``: the projection the console reads;
 - ``reference``, ``sync_state``, ``device``, ``number_blocks``, ``fallback_used``,
-  ``alerts``: reference data, cursor, identity, offline numbers and staff alerts.
+  ``alerts``: reference data, cursor, identity, offline numbers and staff alerts;
+- ``snapshot``: the confirmed state folded up to a point of ``events``, so that
+  opening the file need not replay the whole log (:mod:`sync.client.snapshot`).
 
 Durability settings come from DESIGN "Sync" 1: WAL so the UI reads while the sync
 thread writes, ``synchronous=FULL`` so a committed command survives a power cut,
@@ -76,6 +78,21 @@ events = Table(
     Column("server_seq", Integer, primary_key=True),
     Column("event_id", String, nullable=False, unique=True),
     Column("body", Text, nullable=False),
+)
+
+snapshot = Table(
+    "snapshot",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("format", Integer, nullable=False),
+    Column("fingerprint", String, nullable=False),  # of the code that folded and encoded it
+    Column("reference_version", String),  # the reference data it was folded with
+    Column("server_seq", Integer, nullable=False),  # the last event it covers (0: none)
+    Column("event_id", String),  # that event's id
+    Column("events", Integer, nullable=False),  # rows of ``events`` up to server_seq
+    Column("skipped", Integer, nullable=False),  # of those, how many did not fold
+    Column("crc", Integer, nullable=False),  # CRC-32 of body
+    Column("body", Text, nullable=False),  # the state as JSON
 )
 
 outbox = Table(

@@ -96,6 +96,7 @@ def test_a_file_from_before_parked_by_is_filled_from_its_log(tmp_path: Path) -> 
     cache.close()
     conn = sqlite3.connect(tmp_path / "cache.sqlite3")
     conn.execute("ALTER TABLE tickets DROP COLUMN parked_by")  # the version 1 schema
+    conn.execute("DROP TABLE snapshot")
     conn.execute("PRAGMA user_version=1")
     conn.commit()
     conn.close()
