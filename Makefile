@@ -38,8 +38,20 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict core sync
 	$(BIN)/lint-imports
 
+# The console's UI tests run in a pytest process of their own. That process has
+# crashed inside Qt once (SIGSEGV while waiting on the event loop; not yet
+# explained): a crash, never a failing test, gets one more run of those tests.
 unit: $(STAMP)
+ifeq ($(strip $(PYTEST_ARGS)),)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest --ignore=tests/ui
+	@QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest tests/ui; status=$$?; \
+	if [ $$status -ge 128 ]; then \
+		echo "The UI tests crashed (signal $$((status - 128))); running them once more."; \
+		QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest tests/ui; \
+	else exit $$status; fi
+else
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
+endif
 
 test: lint unit
 

@@ -102,9 +102,11 @@ class CurrentTicketPanel(QFrame):
 
     def say(self, text: str, error: bool = True) -> None:
         """A line under the ticket: why an action was refused (or what it did)."""
-        self.message.setObjectName("formError" if error else "formNotice")
-        self.message.style().unpolish(self.message)
-        self.message.style().polish(self.message)
+        name = "formError" if error else "formNotice"
+        if self.message.objectName() != name:  # the theme styles errors and notices apart
+            self.message.setObjectName(name)
+            self.message.style().unpolish(self.message)
+            self.message.style().polish(self.message)
         self.message.setText(text)
         self.message.setVisible(bool(text))
 
@@ -162,6 +164,9 @@ class ParkedList(QGroupBox):
         layout.addWidget(self.list)
 
     def show_tickets(self, tickets: list[TicketView]) -> None:
+        shown = [self.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.list.count())]
+        if shown == [t.id for t in tickets] and self.isHidden() != bool(tickets):
+            return
         self.list.clear()
         for ticket in tickets:
             item = QListWidgetItem(ticket.number)

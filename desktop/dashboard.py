@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from core.kpi import KpiReport
 from desktop.models import Index, _ListModel
 from desktop.report_data import minutes, shown
-from sync.client.views import CounterView, ServiceView, TicketView
+from sync.client.views import CounterView, QueueRow, ServiceView
 
 Clock = Callable[[], datetime]
 
@@ -55,15 +55,16 @@ class DashboardData:
     def of(
         cls,
         services: list[ServiceView],
-        waiting: dict[str, list[TicketView]],
+        waiting: dict[str, list[QueueRow]],
         counters: list[CounterView],
         today: KpiReport,
     ) -> DashboardData:
         rows = []
         for service in services:
-            tickets = waiting.get(service.id, [])
-            joined = [t.segment_started_at or t.issued_at for t in tickets]
-            rows.append(ServiceNow(service, len(tickets), min(joined) if joined else None))
+            queue = waiting.get(service.id, [])
+            since = min((r.waiting_since for r in queue), default=None)
+            oldest = None if since is None else datetime.fromtimestamp(since, UTC)
+            rows.append(ServiceNow(service, len(queue), oldest))
         return cls(
             services=[r for r in rows if r.service.active or r.waiting],
             counters_open=sum(1 for c in counters if c.status == "open"),

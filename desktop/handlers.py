@@ -171,7 +171,7 @@ class ActionHandlers:
             service_id, priority, name = dialog.chosen()
             issued = self.workspace.issue(service_id, priority, name or None)
             service = next((s for s in services if s.id == service_id), None)
-            ahead = len(self.workspace.cache.waiting(service_id)) - 1
+            ahead = self.workspace.waiting_count(service_id) - 1
             reference = self.workspace.reference()
             preview = TicketPreview(
                 branch=reference.branch.name if reference else "",

@@ -9,6 +9,7 @@ turn. It never decides anything itself: actions go to the workspace.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -199,8 +200,13 @@ class MainWindow(QMainWindow):
 
     def attach(self, workspace: Workspace, bridge: SyncBridge, counter_id: str = "") -> None:
         """Show ``workspace``; listen to the sync thread through ``bridge``."""
+        if self.workspace is not None:  # edits applied twice would show rows twice
+            self.workspace.queues_edited.disconnect(self.queues.edit)
+        gc.unfreeze()  # what the last workspace held may be collected again (see below)
         self.workspace = workspace
         self.handlers = ActionHandlers(self, workspace)
+        self.queues.source = workspace.live
+        workspace.queues_edited.connect(self.queues.edit)
         workspace.changed.connect(self.refresh)  # at once: the key press shows its effect
         bridge.applied.connect(self.schedule_refresh)
         bridge.rejected.connect(self.schedule_refresh)
@@ -217,6 +223,10 @@ class MainWindow(QMainWindow):
         )
         workspace.counter_id = counter_id or None
         self.refresh()
+        # The cache's branch state and the queues just read live as long as the window:
+        # out of the collector's reach, a collection during a key press walks thousands
+        # of objects instead of hundreds of thousands.
+        gc.freeze()
         self.ticker.start()
 
     def schedule_refresh(self) -> None:
@@ -350,7 +360,10 @@ class MainWindow(QMainWindow):
         self._seen_alerts |= keys
         self.alerts.model.set_items(items)
         count = len(items)
-        self.lower_tabs.setTabText(1, f"Alerts ({count})" if count else "Alerts")
+        title = f"Alerts ({count})" if count else "Alerts"
+        at = self.lower_tabs.indexOf(self.alerts)  # after the dashboard, when it is shown
+        if self.lower_tabs.tabText(at) != title:  # a new title lays the tab widget out again
+            self.lower_tabs.setTabText(at, title)
 
     def add_sync_alert(self, alert: SyncAlert) -> None:
         if alert.kind == "rejected":

@@ -1,27 +1,30 @@
 """Qt item models over the cache's plain views: a service's queue, counters, alerts.
 
 Each model is a thin adapter over a list of frozen values from
-:mod:`sync.client.views`; it never reads the cache itself. The owner hands it a
-fresh list (:meth:`QueueModel.set_tickets`) and calls :meth:`QueueModel.tick`
-once a second so waited times move without re-reading anything.
+:mod:`sync.client.views`; it never reads the cache itself. A queue model is shown
+a queue once (:meth:`QueueModel.set_tickets`), then given each read's changes
+(:meth:`QueueModel.edit`) as row insertions and removals; :meth:`QueueModel.tick`
+moves the waited times of the rows on screen once a second without re-reading.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 
 from desktop import formatting as fmt
-from sync.client.views import CounterView, ServiceView, TicketView
+from sync.client.views import CounterView, QueueRow, ServiceView
 
 Index = QModelIndex | QPersistentModelIndex
 Clock = Callable[[], datetime]
 _DISPLAY = Qt.ItemDataRole.DisplayRole
 _ALIGN_CENTER = int(Qt.AlignmentFlag.AlignCenter)
+_WAITING = fmt.status("waiting")  # a queue holds waiting tickets only
 
 
 def _utc_now() -> datetime:
@@ -60,108 +63,151 @@ class _ListModel(QAbstractTableModel):
         self.endResetModel()
 
 
-def _blocks(rows: list[int]) -> list[tuple[int, int]]:
-    """Ascending row numbers as (first, last) runs of consecutive rows."""
+RESET_OVER = 500  # changes at once beyond which one reset is cheaper than row edits
+
+
+def _runs(positions: list[int], step: int) -> list[tuple[int, int]]:
+    """Ascending positions as (first, count) runs, each ``step`` after the one before.
+
+    Rows to remove run on consecutive positions (step 1); rows to insert at one
+    place share its position (step 0).
+    """
     runs: list[tuple[int, int]] = []
-    for row in rows:
-        if runs and runs[-1][1] == row - 1:
-            runs[-1] = (runs[-1][0], row)
+    for at in positions:
+        if runs and at == runs[-1][0] + runs[-1][1] * step:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
         else:
-            runs.append((row, row))
+            runs.append((at, 1))
     return runs
 
 
+def _place(rows: list[QueueRow], row: QueueRow) -> int:
+    """Where ``row``'s ticket is, or would go, in ``rows`` (by call order and id only)."""
+    return bisect_left(rows, row[:4])  # a key-only tuple sorts before any row of that key
+
+
 class QueueModel(_ListModel):
-    """The waiting tickets of one service, in call order."""
+    """The waiting tickets of one service, in call order.
+
+    Rows are :class:`~sync.client.views.QueueRow` tuples, which sort in call order,
+    so a change finds its place by bisection. The owner shows a queue once
+    (:meth:`set_tickets`) and then hands over each read's changes (:meth:`edit`):
+    a call, an issue or a transfer removes or inserts a row or two, and a 10,000
+    row table neither resets nor re-lays itself out. :meth:`tick` moves the waited
+    times of the rows on screen without reading anything.
+    """
 
     HEADERS = ("Number", "Waited", "Priority", "Channel", "Status")
     WAITED = 1
+    _BRUSHES: ClassVar[dict[int, QBrush]] = {}
 
     def __init__(self, service: ServiceView, clock: Clock = _utc_now) -> None:
         super().__init__()
         self.service = service
         self._clock = clock
+        self._rows: list[QueueRow] = []
 
     @property
-    def tickets(self) -> list[TicketView]:
+    def tickets(self) -> list[QueueRow]:
         return list(self._rows)
 
-    def set_tickets(self, tickets: Sequence[TicketView]) -> None:
-        """Show ``tickets``, as row moves where possible so selection and scroll stay.
+    def set_tickets(self, rows: Sequence[QueueRow]) -> None:
+        """Show ``rows`` (in call order) from scratch: a model reset."""
+        self._replace(rows)
 
-        A call or an issue changes a few rows of a long queue: those rows are
-        removed, inserted or updated, instead of resetting (and re-laying out) the
-        whole table. Only a reordering of the remaining rows resets the model.
+    def edit(self, removed: Sequence[QueueRow], added: Sequence[QueueRow]) -> bool:
+        """Take out the rows ``removed`` and put the rows ``added`` in their places.
+
+        A ticket removed and added at the same place (its row changed, not its
+        order) is updated in place, so its selection stays. Returns False, having
+        changed nothing, when the edits do not fit what is shown (a row to remove
+        is missing, or one to add is there already): the owner then shows the
+        whole queue again.
         """
-        new = list(tickets)
-        if new == self._rows:  # views are shared between reads: mostly identity checks
-            return
-        if not self._patch(new):
-            self._replace(new)
-
-    def _patch(self, new: list[TicketView]) -> bool:
-        keep = {t.id for t in new}
-        gone = [i for i, t in enumerate(self._rows) if t.id not in keep]
-        for first, last in reversed(_blocks(gone)):
-            self.beginRemoveRows(QModelIndex(), first, last)
-            del self._rows[first : last + 1]
+        rows = self._rows
+        moved = {row.id: row for row in added}
+        removed_ids = {row.id for row in removed}
+        updated, taken = [], []
+        for old in removed:
+            at = _place(rows, old)
+            if at == len(rows) or rows[at].id != old.id:
+                return False
+            new = moved.get(old.id)
+            if new is not None and new.key == old.key:
+                updated.append((at, new))
+                del moved[old.id]
+            else:
+                taken.append(at)
+        for new in moved.values():
+            at = _place(rows, new)
+            if at < len(rows) and rows[at].id == new.id and new.id not in removed_ids:
+                return False  # already shown: these edits were applied before
+        if len(taken) + len(moved) > RESET_OVER:
+            gone, changed = set(taken), dict(updated)
+            kept = [changed.get(at, row) for at, row in enumerate(rows) if at not in gone]
+            self._replace(sorted(kept + list(moved.values())))  # two sorted runs: a merge
+            return True
+        last = len(self.HEADERS) - 1
+        for at, new in updated:
+            rows[at] = new
+            self.dataChanged.emit(self.index(at, 0), self.index(at, last))
+        for first, count in reversed(_runs(sorted(taken), 1)):
+            self.beginRemoveRows(QModelIndex(), first, first + count - 1)
+            del rows[first : first + count]
             self.endRemoveRows()
-        present = {t.id for t in self._rows}
-        if [t.id for t in new if t.id in present] != [t.id for t in self._rows]:
-            return False  # the order of the remaining tickets changed
-        row = at = 0
-        while at < len(new):
-            ticket = new[at]
-            if ticket.id in present:
-                if self._rows[row] != ticket:
-                    self._rows[row] = ticket
-                    last = self.index(row, len(self.HEADERS) - 1)
-                    self.dataChanged.emit(self.index(row, 0), last)
-                row, at = row + 1, at + 1
-                continue
-            end = at
-            while end < len(new) and new[end].id not in present:
-                end += 1
-            self.beginInsertRows(QModelIndex(), row, row + end - at - 1)
-            self._rows[row:row] = new[at:end]
+        inserted = sorted(moved.values())
+        done = 0
+        for first, count in _runs([_place(rows, row) for row in inserted], 0):
+            at = first + done
+            self.beginInsertRows(QModelIndex(), at, at + count - 1)
+            rows[at:at] = inserted[done : done + count]
             self.endInsertRows()
-            row, at = row + end - at, end
+            done += count
         return True
 
-    def tick(self) -> None:
-        if self._rows:
-            top, bottom = self.index(0, self.WAITED), self.index(len(self._rows) - 1, self.WAITED)
+    def tick(self, first: int = 0, last: int | None = None) -> None:
+        """The waited times of rows ``first``..``last`` (default: all) moved on."""
+        last = len(self._rows) - 1 if last is None else min(last, len(self._rows) - 1)
+        if 0 <= first <= last:
+            top, bottom = self.index(first, self.WAITED), self.index(last, self.WAITED)
             self.dataChanged.emit(top, bottom, [_DISPLAY])
 
     def data(self, index: Index, role: int = _DISPLAY) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
-        ticket: TicketView = self._rows[index.row()]
+        row: QueueRow = self._rows[index.row()]
         column = index.column()
         if role == _DISPLAY:
-            return self._text(ticket, column)
-        if role == Qt.ItemDataRole.ToolTipRole and ticket.unsynced:
+            return self._text(row, column)
+        if role == Qt.ItemDataRole.ToolTipRole and row.unsynced:
             return "Not yet confirmed by the server"
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (0, 1):
             return _ALIGN_CENTER
-        if role == Qt.ItemDataRole.ForegroundRole and column == 2 and ticket.priority > 0:
-            return QBrush(QColor("#c62828" if ticket.priority > 1 else "#b26a00"))
+        if role == Qt.ItemDataRole.ForegroundRole and column == 2 and row.priority > 0:
+            return self._brush(row.priority)
         if role == Qt.ItemDataRole.UserRole:
-            return ticket.id
+            return row.id
         return None
 
-    def _text(self, ticket: TicketView, column: int) -> str | None:
+    @classmethod
+    def _brush(cls, priority: int) -> QBrush:
+        brush = cls._BRUSHES.get(priority)
+        if brush is None:
+            brush = QBrush(QColor("#c62828" if priority > 1 else "#b26a00"))
+            cls._BRUSHES[priority] = brush
+        return brush
+
+    def _text(self, row: QueueRow, column: int) -> str | None:
         if column == 0:
-            return ticket.number
+            return row.number
         if column == 1:
-            return fmt.since(ticket.segment_started_at or ticket.issued_at, self._clock())
+            return fmt.duration(self._clock().timestamp() - row.waiting_since)
         if column == 2:
-            return fmt.priority(ticket.priority)
+            return fmt.priority(row.priority)
         if column == 3:
-            return fmt.channel(ticket.channel)
+            return fmt.channel(row.channel)
         if column == 4:
-            suffix = " (not synced)" if ticket.unsynced else ""
-            return fmt.status(ticket.status) + suffix
+            return _WAITING + (" (not synced)" if row.unsynced else "")
         return None
 
 
@@ -181,10 +227,20 @@ class CountersModel(_ListModel):
         staff_names: dict[str, str],
         service_codes: dict[str, str],
     ) -> None:
-        if (list(counters), staff_names, service_codes) == (self._rows, self._staff, self._codes):
+        rows = list(counters)
+        if (rows, staff_names, service_codes) == (self._rows, self._staff, self._codes):
+            return
+        same_names = (staff_names, service_codes) == (self._staff, self._codes)
+        if same_names and [c.id for c in rows] == [c.id for c in self._rows]:
+            # a counter called, paused or closed: repaint its row, keep the table as is
+            last = len(self.HEADERS) - 1
+            for at, (old, new) in enumerate(zip(self._rows, rows, strict=True)):
+                if old != new:
+                    self._rows[at] = new
+                    self.dataChanged.emit(self.index(at, 0), self.index(at, last))
             return
         self._staff, self._codes = dict(staff_names), dict(service_codes)
-        self._replace(counters)
+        self._replace(rows)
 
     def data(self, index: Index, role: int = _DISPLAY) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):

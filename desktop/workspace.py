@@ -9,10 +9,9 @@ thread is woken by the cache and sends it when it can. Reads come back as a
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,21 +40,18 @@ from core.kpi import KpiReport
 from core.kpi_rows import ALL, Filters
 from core.values import Outcome, PriorityClass, TransferPosition
 from desktop.bridge import SyncBridge
+from desktop.live_queues import LiveQueues, QueueEdits
 from desktop.session import Authenticator, SignedIn
 from sync.client.cache import LocalCache
 from sync.client.engine import EngineSettings
 from sync.client.paths import cache_path
 from sync.client.thread import SyncThread
-from sync.client.views import Alert, CounterView, ServiceView, TicketView, WaitingChanges
+from sync.client.views import Alert, CounterView, QueueRow, ServiceView, TicketView
 from sync.protocol import ReferenceData
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-
-def _call_order(ticket: TicketView) -> tuple[tuple[int, int, int], str]:
-    return (ticket.call_order or (0, 0, 0), ticket.id)
 
 
 class NoTicket(Exception):  # noqa: N818 - reads as what is missing
@@ -67,7 +63,7 @@ class Snapshot:
     """Everything the window shows, read from the cache in one go."""
 
     services: list[ServiceView]
-    waiting: dict[str, list[TicketView]]
+    waiting: dict[str, list[QueueRow]]  # non-empty queues, in call order
     counters: list[CounterView]
     counter: CounterView | None
     current: TicketView | None
@@ -83,6 +79,8 @@ class Workspace(QObject):
     """A branch's cache and sync thread, and the chosen counter; see the module docstring."""
 
     changed = Signal()  # a local command committed
+    # QueueEdits: how a read of the cache changed the queues (see desktop.live_queues)
+    queues_edited = Signal(object)
 
     def __init__(
         self,
@@ -101,9 +99,10 @@ class Workspace(QObject):
         self._clock = clock
         # The queues as last read, kept up to date from the cache's change log so an
         # action re-reads the tickets it changed, not every waiting ticket.
-        self._queues: dict[str, list[TicketView]] = {}
-        self._queued: dict[str, TicketView] = {}  # ticket id -> its entry in _queues
-        self._seen: int | None = None  # the cache's change number at the last read
+        self.live = LiveQueues()
+        # Services change only with reference data (which the cache replaces whole).
+        self._service_list: list[ServiceView] | None = None
+        self._service_ref: ReferenceData | None = None
 
     @classmethod
     def open(
@@ -165,55 +164,53 @@ class Workspace(QObject):
 
     def snapshot(self) -> Snapshot:
         cache = self.cache
-        counters = cache.counters()
-        counter = next((c for c in counters if c.id == self.counter_id), None)
-        current = None
-        if counter is not None and counter.current_ticket_id:
-            current = cache.ticket(counter.current_ticket_id)
-        # the cache knows which counter parked each ticket, so they survive a restart
-        parked = cache.parked(self.counter_id) if self.counter_id else []
+        # one read for the counters, this counter's current and parked tickets (the cache
+        # knows who parked each, so they survive a restart), the sync time and alerts
+        state = cache.console_state(self.counter_id)
+        waiting = self.waiting()
         ref = self.reference()
         return Snapshot(
-            services=cache.services(),
-            waiting=self.waiting(),
-            counters=counters,
-            counter=counter,
-            current=current,
-            parked=parked,
+            services=self._services(ref),
+            waiting=waiting,
+            counters=state.counters,
+            counter=state.counter,
+            current=state.current,
+            parked=state.parked,
             outbox=cache.outbox_size(),
-            last_synced=cache.last_synced_at(),
-            alerts=cache.alerts(),
+            last_synced=state.last_synced_at,
+            alerts=state.alerts,
             pause_reasons=list(ref.pause_reasons) if ref else [],
             staff_names={s.id: s.display_name for s in ref.staff} if ref else {},
         )
 
-    def waiting(self) -> dict[str, list[TicketView]]:
-        """Waiting tickets by service in call order (fresh lists, shared ticket views)."""
-        self._apply(self.cache.waiting_changes(self._seen))
-        return {service_id: list(queue) for service_id, queue in self._queues.items() if queue}
+    def _services(self, reference: ReferenceData | None) -> list[ServiceView]:
+        """The services with their waiting counts; read again only with new reference data."""
+        if self._service_list is None or reference is not self._service_ref:
+            self._service_list = self.cache.services({})
+            self._service_ref = reference
+        counts = self.live.counts()
+        return [replace(s, waiting=counts.get(s.id, 0)) for s in self._service_list]
 
-    def _apply(self, changes: WaitingChanges) -> None:
-        self._seen = changes.change
-        if changes.everything is not None:
-            self._queues = changes.everything
-            self._queued = {t.id: t for queue in self._queues.values() for t in queue}
-            return
-        for ticket_id in changes.gone | {t.id for t in changes.tickets}:
-            old = self._queued.pop(ticket_id, None)
-            if old is not None:
-                queue = self._queues[old.service_id]
-                del queue[bisect.bisect_left(queue, _call_order(old), key=_call_order)]
-        for ticket in changes.tickets:
-            if ticket.status == "waiting":
-                queue = self._queues.setdefault(ticket.service_id, [])
-                bisect.insort(queue, ticket, key=_call_order)
-                self._queued[ticket.id] = ticket
+    def waiting(self) -> dict[str, list[QueueRow]]:
+        """Waiting tickets by service in call order (fresh lists, shared rows)."""
+        self.catch_up()
+        return self.live.queues()
+
+    def waiting_count(self, service_id: str) -> int:
+        self.catch_up()
+        return len(self.live.queue(service_id))
+
+    def catch_up(self) -> QueueEdits:
+        """Fold the cache's changes since the last read into :attr:`live`; announce them."""
+        edits = self.live.apply(self.cache.waiting_changes(self.live.change))
+        if edits:
+            self.queues_edited.emit(edits)
+        return edits
 
     def current_ticket(self) -> TicketView | None:
-        counter = next((c for c in self.cache.counters() if c.id == self.counter_id), None)
-        if counter is None or not counter.current_ticket_id:
+        if self.counter_id is None:
             return None
-        return self.cache.ticket(counter.current_ticket_id)
+        return self.cache.current_ticket(self.counter_id)
 
     def today_report(self) -> KpiReport:
         """Today's KPIs (the branch-local day) from the cache's SQL, for the dashboard."""

@@ -9,6 +9,8 @@ PostgreSQL through psycopg 3 (the system of record when scaled out).
 from __future__ import annotations
 
 import re
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,7 +87,10 @@ def make_engine(
                     f"cannot create the folder {str(folder)!r} of the SQLite database: "
                     f"{exc.strerror or exc}"
                 ) from exc
-        engine = create_engine(parsed, echo=echo)
+        lock = _sqlite_write_lock(database)
+        engine = create_engine(
+            parsed, echo=echo, connect_args={"factory": _writer_connection_class(lock)}
+        )
         _install_sqlite_hooks(engine, foreign_keys=sqlite_foreign_keys)
         return engine
     return create_engine(
@@ -102,6 +107,73 @@ def make_engine(
             "options": "-c timezone=UTC",
         },
     )
+
+
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_MUTEX = threading.Lock()
+
+
+def _sqlite_write_lock(database: str) -> threading.Lock | None:
+    """The in-process lock every writer of this SQLite file takes before ``BEGIN IMMEDIATE``.
+
+    SQLite's busy handler makes a waiting writer poll with growing sleeps (up to
+    100 ms), so with many request threads the lock sits free while they all
+    sleep: the service idles and the slowest requests wait for nothing. Writers
+    of one process queue on this lock instead and start the moment it is free;
+    busy_timeout still arbitrates between processes. One lock per file, shared by
+    every engine of the process. In-memory databases are private to a connection
+    and need none.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    key = str(Path(database).expanduser().resolve())
+    with _WRITE_LOCKS_MUTEX:
+        return _WRITE_LOCKS.setdefault(key, threading.Lock())
+
+
+def _writer_connection_class(lock: threading.Lock | None) -> type[sqlite3.Connection]:
+    """A DBAPI connection class holding ``lock`` from ``BEGIN IMMEDIATE`` to the end."""
+
+    class WriterConnection(sqlite3.Connection):
+        _holds_write_lock = False
+
+        def begin_immediate(self) -> None:
+            if lock is not None and not self._holds_write_lock:
+                # A writer nested in another writer's transaction on the same thread
+                # waits as long as SQLite would have, then fails the same way.
+                if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+                    raise sqlite3.OperationalError("database is locked")
+                self._holds_write_lock = True
+            try:
+                self.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self._release()
+                raise
+
+        def commit(self) -> None:
+            try:
+                super().commit()
+            finally:
+                self._release()
+
+        def rollback(self) -> None:
+            try:
+                super().rollback()
+            finally:
+                self._release()
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                self._release()
+
+        def _release(self) -> None:
+            if self._holds_write_lock and lock is not None:
+                self._holds_write_lock = False
+                lock.release()
+
+    return WriterConnection
 
 
 def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
@@ -135,7 +207,15 @@ def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
         options = connection.get_execution_options()
         if options.get("isolation_level") == "AUTOCOMMIT":
             return
-        connection.exec_driver_sql("BEGIN" if options.get(_SQLITE_DEFERRED) else "BEGIN IMMEDIATE")
+        if options.get(_SQLITE_DEFERRED):
+            connection.exec_driver_sql("BEGIN")
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        begin_immediate = getattr(dbapi_connection, "begin_immediate", None)
+        if begin_immediate is None:  # a connection made outside make_engine's factory
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            begin_immediate()
 
 
 def make_session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:

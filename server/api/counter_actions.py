@@ -6,12 +6,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from core import commands as cmd
 from core.events import EventBase, TicketCalled
-from server.api.deps import Principal, PrincipalDep, SessionDep
+from server.api.deps import CallerDep, Principal, run_as_json
 from server.api.queue_support import (
     CounterOut,
     PauseRequest,
@@ -29,10 +29,14 @@ router = APIRouter(tags=["counters"])
 
 
 @router.post("/counters/{counter_id}/call-next", response_model=TicketOut, tags=["counters"])
-def call_next(
-    counter_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> TicketOut:
+async def call_next(counter_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Call the next ticket for this counter's work profile (priority first, then join time)."""
+    return await run_as_json(request, caller, lambda s, p: _call_next(request, s, p, counter_id))
+
+
+def _call_next(
+    request: Request, session: Session, principal: Principal, counter_id: uuid.UUID
+) -> TicketOut:
     branch_id = counter_branch(session, principal, counter_id)
     authorize(request, session, principal, "tickets.call", branch_id)
 
@@ -46,7 +50,9 @@ def call_next(
         )
         called = events[0]
         assert isinstance(called, TicketCalled)
-        return queue.ticket_view(session, principal.tenant_id, called.ticket_id)
+        return queue.ticket_view(
+            session, principal.tenant_id, called.ticket_id, branch_id=branch_id
+        )
 
     details = {"counter_id": counter_id}
     target = ("counter", counter_id)  # until a ticket is called
@@ -55,14 +61,28 @@ def call_next(
     )
 
 
-def _counter_action(
+async def _counter_action(
+    request: Request,
+    caller: CallerDep,
+    counter_id: uuid.UUID,
+    action: str,
+    make: Callable[[str], cmd.Command],
+    details: dict[str, Any] | None = None,
+) -> Response:
+    def work(session: Session, principal: Principal) -> CounterOut:
+        return _act_on_counter(request, session, principal, counter_id, action, make, details)
+
+    return await run_as_json(request, caller, work)
+
+
+def _act_on_counter(
     request: Request,
     session: Session,
     principal: Principal,
     counter_id: uuid.UUID,
     action: str,
     make: Callable[[str], cmd.Command],
-    details: dict[str, Any] | None = None,
+    details: dict[str, Any] | None,
 ) -> CounterOut:
     branch_id = counter_branch(session, principal, counter_id)
     authorize(request, session, principal, "counters.operate", branch_id)
@@ -90,14 +110,11 @@ def _counter_action(
 
 
 @router.post("/counters/{counter_id}/open", response_model=CounterOut, tags=["counters"])
-def open_counter(
-    counter_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> CounterOut:
+async def open_counter(counter_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Open a closed counter: it can call tickets now."""
-    return _counter_action(
+    return await _counter_action(
         request,
-        session,
-        principal,
+        caller,
         counter_id,
         "counter.open",
         lambda c: cmd.OpenCounter(at=utc_now(), counter_id=c),
@@ -105,14 +122,11 @@ def open_counter(
 
 
 @router.post("/counters/{counter_id}/close", response_model=CounterOut, tags=["counters"])
-def close_counter(
-    counter_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> CounterOut:
+async def close_counter(counter_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Close a counter for the day or a shift."""
-    return _counter_action(
+    return await _counter_action(
         request,
-        session,
-        principal,
+        caller,
         counter_id,
         "counter.close",
         lambda c: cmd.CloseCounter(at=utc_now(), counter_id=c),
@@ -120,18 +134,16 @@ def close_counter(
 
 
 @router.post("/counters/{counter_id}/pause", response_model=CounterOut, tags=["counters"])
-def pause_counter(
+async def pause_counter(
     counter_id: uuid.UUID,
     body: PauseRequest,
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
-) -> CounterOut:
+    caller: CallerDep,
+) -> Response:
     """Pause an open counter, with a reason ("Lunch")."""
-    return _counter_action(
+    return await _counter_action(
         request,
-        session,
-        principal,
+        caller,
         counter_id,
         "counter.pause",
         lambda c: cmd.PauseCounter(at=utc_now(), counter_id=c, reason=body.reason),
@@ -140,14 +152,11 @@ def pause_counter(
 
 
 @router.post("/counters/{counter_id}/resume", response_model=CounterOut, tags=["counters"])
-def resume_counter(
-    counter_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> CounterOut:
+async def resume_counter(counter_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Resume a paused counter."""
-    return _counter_action(
+    return await _counter_action(
         request,
-        session,
-        principal,
+        caller,
         counter_id,
         "counter.resume",
         lambda c: cmd.ResumeCounter(at=utc_now(), counter_id=c),

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import jwt
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from pydantic import BaseModel
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from server.api.problems import Problem
 from server.config import Settings
@@ -126,17 +128,18 @@ def _active_user(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> 
 
 # Everything a bearer token's validity depends on, in one round trip: this runs
 # on every request, so it reads two values rather than three ORM entities.
+_USERS, _TENANTS, _REVOKED = User.__table__, Tenant.__table__, RevokedToken.__table__
 _TOKEN_HOLDER: Final = (
     select(
-        User.token_version,
-        select(RevokedToken.jti).where(RevokedToken.jti == bindparam("jti")).exists(),
+        _USERS.c.token_version,
+        select(_REVOKED.c.jti).where(_REVOKED.c.jti == bindparam("jti")).exists(),
     )
-    .join(Tenant, Tenant.id == User.tenant_id)
+    .select_from(_USERS.join(_TENANTS, _TENANTS.c.id == _USERS.c.tenant_id))
     .where(
-        User.id == bindparam("user_id"),
-        User.tenant_id == bindparam("tenant_id"),
-        User.disabled.is_(False),
-        Tenant.disabled.is_(False),
+        _USERS.c.id == bindparam("user_id"),
+        _USERS.c.tenant_id == bindparam("tenant_id"),
+        _USERS.c.disabled.is_(False),
+        _TENANTS.c.disabled.is_(False),
     )
 )
 
@@ -144,9 +147,11 @@ _TOKEN_HOLDER: Final = (
 def _token_version(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, jti: str) -> int:
     """The active user's token version; 401 for an unknown or disabled user or tenant,
     or a revoked token."""
-    found = session.execute(
-        _TOKEN_HOLDER, {"user_id": user_id, "tenant_id": tenant_id, "jti": jti}
-    ).first()
+    found = (
+        session.connection()
+        .execute(_TOKEN_HOLDER, {"user_id": user_id, "tenant_id": tenant_id, "jti": jti})
+        .first()
+    )
     if found is None or found[1]:
         raise unauthenticated()
     return int(found[0])
@@ -183,9 +188,15 @@ def _unverified_kid(token: str) -> str | None:
 
 
 def _from_access_token(
-    session: Session, keys: KeyRingSource, settings: Settings, token: str
+    session: Session,
+    keys: KeyRingSource,
+    settings: Settings,
+    token: str,
+    claims: dict[str, Any] | None = None,
 ) -> Principal:
-    claims = _verify(keys, settings, token)
+    """The caller of a bearer token; ``claims`` when its signature was verified already."""
+    if claims is None:
+        claims = _verify(keys, settings, token)
     tenant_id, user_id = _as_uuid(claims["tid"]), _as_uuid(claims["sub"])
     version = claims.get("ver")
     # A disabled account or a changed password bumps token_version: older tokens end.
@@ -228,7 +239,7 @@ def _from_api_key(session: Session, presented: str) -> Principal:
     )
 
 
-def _credentials(request: Request) -> tuple[str, str]:
+def _credentials(request: Request) -> tuple[Literal["jwt", "api_key"], str]:
     """("jwt" | "api_key", credential) from the request headers; 401 when absent or mixed."""
     authorization = request.headers.get("authorization")
     api_key = request.headers.get("x-api-key")
@@ -256,6 +267,85 @@ def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+# --- one worker-thread call per request ------------------------------------------
+#
+# With SessionDep and PrincipalDep, FastAPI hands the session's start, the
+# principal, the route and the session's end to the thread pool one after the
+# other: four thread hops, each costing about as much as the database work of a
+# simple route. The busiest routes (tickets and counters) take a Caller instead,
+# checked in the event loop as far as that needs no database, and do the rest,
+# from the session to the commit, in one call of :func:`run_as`.
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A request's credentials; a bearer token's signature and claims already verified."""
+
+    kind: Literal["jwt", "api_key"]
+    credential: str = field(repr=False)
+    claims: dict[str, Any] | None = None
+
+
+async def get_caller(request: Request, keys: KeysDep, settings: SettingsDep) -> Caller:
+    """The credentials, or a 401; what only the database can tell is left to :func:`run_as`."""
+    kind, credential = _credentials(request)
+    if kind == "api_key":
+        return Caller(kind, credential)
+    ring = keys.fresh_ring()
+    if ring is None:  # the ring is due for a reload: read it where waiting is allowed
+        claims = await run_in_threadpool(_verify, keys, settings, credential)
+        return Caller(kind, credential, claims)
+    try:
+        claims = keys.verified.verify(ring, credential, issuer=settings.jwt_issuer)
+    except TokenError as exc:
+        if exc.reason is not Reason.UNKNOWN_KEY:
+            raise unauthenticated() from None
+        claims = await run_in_threadpool(_verify, keys, settings, credential)
+    return Caller(kind, credential, claims)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def run_as(request: Request, caller: Caller, work: Callable[[Session, Principal], T]) -> T:
+    """Authenticate ``caller`` and run ``work`` in one transaction, in one worker-thread call.
+
+    The transaction commits when ``work`` returns, before the response is sent,
+    and rolls back when it raises; the same unit of work as :data:`SessionDep`.
+    """
+    state = request.app.state
+
+    def run() -> T:
+        with session_scope(state.session_factory) as session:
+            if caller.kind == "api_key":
+                principal = _from_api_key(session, caller.credential)
+            else:
+                principal = _from_access_token(
+                    session, state.keys, state.settings, caller.credential, caller.claims
+                )
+            return work(session, principal)
+
+    return await run_in_threadpool(run)
+
+
+async def run_as_json(
+    request: Request,
+    caller: Caller,
+    work: Callable[[Session, Principal], BaseModel],
+    status_code: int = 200,
+) -> Response:
+    """:func:`run_as`, answering the model ``work`` returns as JSON.
+
+    The route's ``response_model`` still documents the answer; the model is
+    already valid, so it is encoded once here rather than dumped, validated
+    again and encoded by FastAPI.
+    """
+    model = await run_as(request, caller, work)
+    return Response(model.model_dump_json(), status_code, media_type="application/json")
 
 
 def require(permission: str, *, branch_param: str | None = None) -> Callable[..., Principal]:

@@ -27,7 +27,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core.errors import DomainError
@@ -38,7 +38,6 @@ from server.api.deps import Principal
 from server.api.params import UtcInstant
 from server.api.problems import Problem
 from server.models import Counter
-from server.models import Ticket as TicketRow
 from server.services import audit, queue
 from server.services.errors import NotFound
 
@@ -152,22 +151,22 @@ def not_found_is_404() -> Iterator[None]:
 
 
 def ticket_branch(session: Session, principal: Principal, ticket_id: uuid.UUID) -> uuid.UUID:
-    branch_id = session.scalar(
-        select(TicketRow.branch_id).where(
-            TicketRow.id == ticket_id, TicketRow.tenant_id == principal.tenant_id
-        )
-    )
+    params = {"ticket_id": ticket_id, "tenant_id": principal.tenant_id}
+    branch_id: uuid.UUID | None = session.connection().scalar(queue.TICKET_BRANCH, params)
     if branch_id is None:
         raise Problem(404, f"There is no ticket {ticket_id}")
     return branch_id
 
 
+_COUNTERS = Counter.__table__.c
+_COUNTER_BRANCH = select(_COUNTERS.branch_id).where(
+    _COUNTERS.id == bindparam("counter_id"), _COUNTERS.tenant_id == bindparam("tenant_id")
+)
+
+
 def counter_branch(session: Session, principal: Principal, counter_id: uuid.UUID) -> uuid.UUID:
-    branch_id = session.scalar(
-        select(Counter.branch_id).where(
-            Counter.id == counter_id, Counter.tenant_id == principal.tenant_id
-        )
-    )
+    params = {"counter_id": counter_id, "tenant_id": principal.tenant_id}
+    branch_id: uuid.UUID | None = session.connection().scalar(_COUNTER_BRANCH, params)
     if branch_id is None:
         raise Problem(404, f"There is no counter {counter_id}")
     return branch_id

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from server.api.deps import Principal, PrincipalDep, SessionDep, unauthenticated
 from server.api.problems import Problem
 from server.api.queue_support import authorize, not_found_is_404
-from server.models import Branch, Device
+from server.models import Device
 from server.services import sync_devices
-from server.services.queue_state import find_branch
+from server.services.queue_state import BranchInfo, find_branch
 from sync.protocol import DEVICE_HEADER
 
 PERMISSION = "sync.device"
@@ -36,7 +36,7 @@ class SyncCall:
     """An authorised sync call: who, at which branch, from which device (if named)."""
 
     principal: Principal
-    branch: Branch
+    branch: BranchInfo
     device: Device | None
 
 
@@ -66,7 +66,7 @@ def _device(
     request: Request,
     session: Session,
     principal: Principal,
-    branch: Branch,
+    branch: BranchInfo,
     device_id: uuid.UUID,
 ) -> Device:
     actor = principal.actor(request)

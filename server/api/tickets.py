@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from core import commands as cmd
-from server.api.deps import Principal, PrincipalDep, SessionDep
+from server.api.deps import CallerDep, Principal, run_as_json
 from server.api.queue_support import (
     CallRequest,
     CancelRequest,
@@ -33,14 +33,22 @@ router = APIRouter(tags=["tickets"])
 
 
 @router.post("/branches/{branch_id}/tickets", status_code=201, response_model=TicketOut)
-def issue(
+async def issue(
+    branch_id: uuid.UUID, body: IssueRequest, request: Request, caller: CallerDep
+) -> Response:
+    """Issue a ticket for a service of the branch; answers its number, place and wait."""
+    return await run_as_json(
+        request, caller, lambda s, p: _issue(request, s, p, branch_id, body), 201
+    )
+
+
+def _issue(
+    request: Request,
+    session: Session,
+    principal: Principal,
     branch_id: uuid.UUID,
     body: IssueRequest,
-    request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
 ) -> TicketOut:
-    """Issue a ticket for a service of the branch; answers its number, place and wait."""
     with not_found_is_404():
         find_branch(session, principal.tenant_id, branch_id)
     authorize(request, session, principal, "tickets.issue", branch_id)
@@ -71,26 +79,46 @@ def issue(
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut)
-def get_ticket(
-    ticket_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> TicketOut:
+async def get_ticket(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Where a ticket stands: status, counter, place in the queue and estimated wait."""
-    branch_id = ticket_branch(session, principal, ticket_id)
-    authorize(request, session, principal, "queue.view", branch_id)
-    with not_found_is_404():
-        return ticket_out(queue.ticket_view(session, principal.tenant_id, ticket_id))
+
+    def work(session: Session, principal: Principal) -> TicketOut:
+        branch_id = ticket_branch(session, principal, ticket_id)
+        authorize(request, session, principal, "queue.view", branch_id)
+        with not_found_is_404():
+            view = queue.ticket_view(session, principal.tenant_id, ticket_id, branch_id=branch_id)
+            return ticket_out(view)
+
+    return await run_as_json(request, caller, work)
 
 
-def _ticket_action(
+async def _ticket_action(
     request: Request,
-    session: Session,
-    principal: Principal,
+    caller: CallerDep,
     ticket_id: uuid.UUID,
     *,
     action: str,
     permission: str,
     make: Callable[[str], cmd.Command],
     details: dict[str, Any] | None = None,
+) -> Response:
+    def work(session: Session, principal: Principal) -> TicketOut:
+        return _act_on_ticket(
+            request, session, principal, ticket_id, action, permission, make, details
+        )
+
+    return await run_as_json(request, caller, work)
+
+
+def _act_on_ticket(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    ticket_id: uuid.UUID,
+    action: str,
+    permission: str,
+    make: Callable[[str], cmd.Command],
+    details: dict[str, Any] | None,
 ) -> TicketOut:
     branch_id = ticket_branch(session, principal, ticket_id)
     authorize(request, session, principal, permission, branch_id)
@@ -103,7 +131,7 @@ def _ticket_action(
             command=make(str(ticket_id)),
             actor_user_id=principal.user_id,
         )
-        return queue.ticket_view(session, principal.tenant_id, ticket_id)
+        return queue.ticket_view(session, principal.tenant_id, ticket_id, branch_id=branch_id)
 
     target = ("ticket", ticket_id)
     view = audited(request, session, principal, action, target, details or {}, act)
@@ -111,19 +139,17 @@ def _ticket_action(
 
 
 @router.post("/tickets/{ticket_id}/call", response_model=TicketOut)
-def call(
+async def call(
     ticket_id: uuid.UUID,
     body: CallRequest,
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
-) -> TicketOut:
+    caller: CallerDep,
+) -> Response:
     """Call this ticket to a counter, out of queue order."""
     counter = str(body.counter_id)
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.call",
         permission="tickets.call",
@@ -133,14 +159,11 @@ def call(
 
 
 @router.post("/tickets/{ticket_id}/recall", response_model=TicketOut)
-def recall(
-    ticket_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> TicketOut:
+async def recall(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Call a called ticket again (the customer did not come yet)."""
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.recall",
         permission="tickets.call",
@@ -149,14 +172,11 @@ def recall(
 
 
 @router.post("/tickets/{ticket_id}/start", response_model=TicketOut)
-def start(
-    ticket_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> TicketOut:
+async def start(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """The customer arrived at the counter: service starts."""
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.start",
         permission="tickets.serve",
@@ -165,19 +185,17 @@ def start(
 
 
 @router.post("/tickets/{ticket_id}/complete", response_model=TicketOut)
-def complete(
+async def complete(
     ticket_id: uuid.UUID,
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
+    caller: CallerDep,
     body: CompleteRequest | None = None,
-) -> TicketOut:
+) -> Response:
     """Service ended, with an outcome (served by default)."""
     outcome = (body or CompleteRequest()).outcome
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.complete",
         permission="tickets.serve",
@@ -187,14 +205,11 @@ def complete(
 
 
 @router.post("/tickets/{ticket_id}/no-show", response_model=TicketOut)
-def no_show(
-    ticket_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> TicketOut:
+async def no_show(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """The called customer did not come."""
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.no_show",
         permission="tickets.serve",
@@ -203,19 +218,17 @@ def no_show(
 
 
 @router.post("/tickets/{ticket_id}/transfer", response_model=TicketOut)
-def transfer(
+async def transfer(
     ticket_id: uuid.UUID,
     body: TransferRequest,
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
-) -> TicketOut:
+    caller: CallerDep,
+) -> Response:
     """Move the ticket to another service's queue: at the front, the back or by join time."""
     to_service = str(body.service_id)
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.transfer",
         permission="tickets.transfer",
@@ -227,19 +240,17 @@ def transfer(
 
 
 @router.post("/tickets/{ticket_id}/park", response_model=TicketOut)
-def park(
+async def park(
     ticket_id: uuid.UUID,
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
+    caller: CallerDep,
     body: ParkRequest | None = None,
-) -> TicketOut:
+) -> Response:
     """Set the ticket aside (the customer fetches a document) until it is returned."""
     note = body.note if body else None
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.park",
         permission="tickets.park",
@@ -248,14 +259,11 @@ def park(
 
 
 @router.post("/tickets/{ticket_id}/return", response_model=TicketOut)
-def return_ticket(
-    ticket_id: uuid.UUID, request: Request, principal: PrincipalDep, session: SessionDep
-) -> TicketOut:
+async def return_ticket(ticket_id: uuid.UUID, request: Request, caller: CallerDep) -> Response:
     """Put a parked ticket back in its queue."""
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.return",
         permission="tickets.park",
@@ -264,19 +272,17 @@ def return_ticket(
 
 
 @router.post("/tickets/{ticket_id}/cancel", response_model=TicketOut)
-def cancel(
+async def cancel(
     ticket_id: uuid.UUID,
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
+    caller: CallerDep,
     body: CancelRequest | None = None,
-) -> TicketOut:
+) -> Response:
     """Take the ticket out of the queue for good."""
     reason = body.reason if body else None
-    return _ticket_action(
+    return await _ticket_action(
         request,
-        session,
-        principal,
+        caller,
         ticket_id,
         action="ticket.cancel",
         permission="tickets.cancel",

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -159,6 +160,15 @@ class NumberLease(Base):
     created_at: Mapped[datetime] = created_at()
 
 
+_SEQUENCES = BranchSequence.__table__.c
+_BUMP_SEQ = (
+    update(BranchSequence.__table__)
+    .where(_SEQUENCES.branch_id == bindparam("of_branch"))
+    .values(last_server_seq=_SEQUENCES.last_server_seq + bindparam("count"))
+    .returning(_SEQUENCES.last_server_seq)
+)
+
+
 def allocate_server_seqs(session: Session, branch_id: uuid.UUID, count: int = 1) -> range:
     """Reserve ``count`` consecutive ``server_seq`` values of a branch, in this transaction.
 
@@ -168,14 +178,9 @@ def allocate_server_seqs(session: Session, branch_id: uuid.UUID, count: int = 1)
     """
     if count < 1:
         raise ValueError("count must be at least 1")
-    bump = (
-        update(BranchSequence)
-        .where(BranchSequence.branch_id == branch_id)
-        .values(last_server_seq=BranchSequence.last_server_seq + count)
-        .returning(BranchSequence.last_server_seq)
-    )
-    options = {"synchronize_session": False}
-    last = session.execute(bump, execution_options=options).scalar_one_or_none()
+    connection = session.connection()
+    params = {"of_branch": branch_id, "count": count}
+    last = connection.execute(_BUMP_SEQ, params).scalar_one_or_none()
     if last is None:  # the branch's first event: create the row (a concurrent first is fine)
         dialect = session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -184,5 +189,5 @@ def allocate_server_seqs(session: Session, branch_id: uuid.UUID, count: int = 1)
             .values(branch_id=branch_id, last_server_seq=0)
             .on_conflict_do_nothing(index_elements=["branch_id"])
         )
-        last = session.execute(bump, execution_options=options).scalar_one()
+        last = connection.execute(_BUMP_SEQ, params).scalar_one()
     return range(last - count + 1, last + 1)

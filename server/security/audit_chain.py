@@ -156,6 +156,13 @@ _BIDI_CONTROLS: Final = frozenset(
 # Cc: C0/C1 controls, DEL, NEL; Zl/Zp: U+2028/U+2029; Cs: lone surrogates.
 _UNSAFE_CATEGORIES: Final = frozenset({"Cc", "Zl", "Zp", "Cs"})
 _ELLIPSIS: Final = "…"
+# Every character _escape changes, exactly: the backslash, the named escapes, Cc
+# (U+0000-001F, U+007F-009F), Zl (U+2028), Zp (U+2029), Cs (U+D800-DFFF) and the
+# bidi controls. Text without any (nearly all of it) is kept as it is.
+_NEEDS_ESCAPE: Final = re.compile(
+    r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff"
+    r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def _escape(char: str) -> str:
@@ -177,6 +184,8 @@ def sanitize_text(text: str, max_len: int = 500) -> str:
     """
     if max_len < 1:
         raise ValueError("max_len must be at least 1")
+    if _NEEDS_ESCAPE.search(text) is None:
+        return text if len(text) <= max_len else text[: max_len - 1] + _ELLIPSIS
     pieces: list[str] = []
     length = 0
     for index, char in enumerate(text):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import string
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
@@ -43,6 +45,7 @@ __all__ = [
     "Reason",
     "SigningKey",
     "TokenError",
+    "VerifiedTokens",
     "from_private_pem",
     "generate_signing_key",
     "issue_access_token",
@@ -282,3 +285,45 @@ def verify_access_token(
     if is_revoked is not None and is_revoked(claims["jti"]):
         raise TokenError(Reason.REVOKED, f"jti {claims['jti']}")
     return claims
+
+
+class VerifiedTokens:
+    """Access tokens already verified, so a client's next request skips the signature check.
+
+    Keyed by the exact token text and issuer: a hit is the same bytes whose
+    signature and claims held before. What can change since is re-checked on
+    every hit: the expiry, and that the signing key may still verify (a key past
+    its retention drops its tokens). Revocation is the caller's, as with
+    :func:`verify_access_token`. Bounded (least recently used go first) and
+    thread-safe.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[str, str], tuple[dict[str, Any], str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def verify(
+        self, keyring: KeyRing, token: str, *, issuer: str, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """The claims of a valid access token, as :func:`verify_access_token`."""
+        now_dt = require_aware(now or utc_now(), "now")
+        key = (issuer, token)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+        if hit is not None:
+            claims, kid = hit
+            expired = claims["exp"] <= now_dt.timestamp() - DEFAULT_LEEWAY_S
+            if not expired and keyring.verification_key(kid, now_dt) is not None:
+                return claims
+            with self._lock:
+                self._entries.pop(key, None)
+        claims = verify_access_token(keyring, token, issuer=issuer, now=now_dt)
+        kid = _check_header(_read_header(token))
+        with self._lock:
+            self._entries[key] = (claims, kid)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return claims

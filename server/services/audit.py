@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidValue
@@ -59,6 +59,15 @@ class Actor:
 SYSTEM: Final = Actor()
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The row :func:`record` appended: its id, its place in the chain and its hash."""
+
+    id: int
+    seq: int
+    row_hash: str
+
+
 def _lock_key(tenant_id: uuid.UUID) -> int:
     digest = hashlib.sha256(_LOCK_NAMESPACE + tenant_id.bytes).digest()
     return int.from_bytes(digest[:8], "big", signed=True)  # pg advisory keys are bigint
@@ -99,6 +108,16 @@ def _text(value: str | None, max_len: int) -> str | None:
     return None if value is None else sanitize_text(value, max_len)
 
 
+_ROWS = AuditLog.__table__.c
+_LAST_ROW = (
+    select(_ROWS.seq, _ROWS.row_hash)
+    .where(_ROWS.tenant_id == bindparam("tenant_id"))
+    .order_by(_ROWS.seq.desc())
+    .limit(1)
+)
+_INSERT_ROW = insert(AuditLog.__table__).returning(_ROWS.id)
+
+
 def record(
     session: Session,
     *,
@@ -114,7 +133,7 @@ def record(
     reason: str | None = None,
     details: Mapping[str, Any] | None = None,
     at: datetime | None = None,
-) -> AuditLog:
+) -> Recorded:
     """Append one row to ``tenant_id``'s chain in the caller's (read-write) transaction.
 
     Text is sanitised to one line and cut to its column's length; details keys
@@ -128,12 +147,8 @@ def record(
     clean = json.loads(json.dumps(_clean_details(dict(details or {})), allow_nan=False))
     when = require_aware(at, "at") if at is not None else utc_now()
     _lock_tenant_chain(session, tenant_id)
-    last = session.execute(
-        select(AuditLog.seq, AuditLog.row_hash)
-        .where(AuditLog.tenant_id == tenant_id)
-        .order_by(AuditLog.seq.desc())
-        .limit(1)
-    ).first()
+    connection = session.connection()
+    last = connection.execute(_LAST_ROW, {"tenant_id": tenant_id}).first()
     seq, prev_hash = (1, GENESIS_HASH) if last is None else (last.seq + 1, last.row_hash)
     audit_record = AuditRecord(
         tenant_id=str(tenant_id),
@@ -170,13 +185,13 @@ def record(
     }
     # A Core insert: written at once, so the next record() in this transaction sees
     # it as the last row, without the unit of work's bookkeeping on every request.
-    row_id = session.execute(insert(AuditLog).values(values).returning(AuditLog.id)).scalar_one()
-    return AuditLog(id=row_id, **values)
+    row_id = connection.execute(_INSERT_ROW, values).scalar_one()
+    return Recorded(row_id, seq, stored.row_hash)
 
 
 def record_as(
     session: Session, actor: Actor, *, tenant_id: uuid.UUID, action: str, **fields: Any
-) -> AuditLog:
+) -> Recorded:
     """:func:`record` with the actor's fields taken from ``actor``."""
     return record(
         session,

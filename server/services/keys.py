@@ -36,6 +36,7 @@ from server.security.signing_keys import (
     public_jwk,
     to_private_pem,
 )
+from server.security.tokens import VerifiedTokens
 
 ALGORITHM: Final = "EdDSA"
 # How long a retired key keeps verifying: the longest token life plus leeway.
@@ -137,6 +138,7 @@ class KeyRingSource:
         self._lock = threading.Lock()
         self._ring: KeyRing | None = None
         self._loaded_at = 0.0
+        self.verified = VerifiedTokens()  # bearer tokens this process has checked
 
     def _load(self) -> KeyRing:
         # Called with the lock held, so concurrent requests wait for one load.
@@ -151,6 +153,17 @@ class KeyRingSource:
             ring = self._ring
             if ring is None or self._clock() - self._loaded_at >= self.refresh_interval_s:
                 ring = self._load()
+            return ring
+
+    def fresh_ring(self) -> KeyRing | None:
+        """The ring in memory if it needs no reload now; None when :meth:`ring` would read.
+
+        For the event loop, which must not wait on the database.
+        """
+        with self._lock:
+            ring = self._ring
+            if ring is None or self._clock() - self._loaded_at >= self.refresh_interval_s:
+                return None
             return ring
 
     def reload_for(self, kid: str) -> KeyRing | None:

@@ -17,7 +17,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from core.commands import Command, IssueTicket
@@ -27,7 +27,6 @@ from core.machine import apply, decide
 from core.state import BranchState
 from core.values import BusinessDay, Channel, PriorityClass
 from server.models import (
-    Branch,
     Device,
     NumberLease,
     Service,
@@ -46,6 +45,7 @@ from server.services.queue_records import (
 )
 from server.services.queue_state import (
     BRANCH_STATES,
+    BranchInfo,
     BranchLease,
     BranchStates,
     IdLike,
@@ -150,18 +150,26 @@ def issue_ticket(
 
 
 def ticket_view(
-    session: Session, tenant_id: IdLike, ticket_id: IdLike, *, states: BranchStates | None = None
+    session: Session,
+    tenant_id: IdLike,
+    ticket_id: IdLike,
+    *,
+    branch_id: IdLike | None = None,
+    states: BranchStates | None = None,
 ) -> TicketView:
-    """Where a ticket stands; another tenant's ticket raises :class:`TicketNotFound`."""
+    """Where a ticket stands; another tenant's ticket raises :class:`TicketNotFound`.
+
+    ``branch_id``, when the caller already looked it up within the tenant, saves
+    looking it up again.
+    """
     try:
         tid = as_uuid(ticket_id, "ticket")
     except NotFoundInTenant:
         raise TicketNotFound(f"There is no ticket {ticket_id!r}") from None
-    branch_id = session.scalar(
-        select(TicketRow.branch_id).where(
-            TicketRow.id == tid, TicketRow.tenant_id == as_uuid(tenant_id, "tenant")
+    if branch_id is None:
+        branch_id = session.connection().scalar(
+            TICKET_BRANCH, {"ticket_id": tid, "tenant_id": as_uuid(tenant_id, "tenant")}
         )
-    )
     if branch_id is None:
         raise TicketNotFound(f"There is no ticket {tid}")
     with (states or BRANCH_STATES).use(session, tenant_id, branch_id) as lease:
@@ -223,26 +231,37 @@ def _record(
     lease.advanced(seqs[-1], events[-1].id)
 
 
-def _find_service(session: Session, branch: Branch, service_id: IdLike) -> Row[Any]:
+_TICKETS = TicketRow.__table__.c
+TICKET_BRANCH = select(_TICKETS.branch_id).where(
+    _TICKETS.id == bindparam("ticket_id"), _TICKETS.tenant_id == bindparam("tenant_id")
+)
+"""The branch of a ticket of the tenant (params ``ticket_id``, ``tenant_id``)."""
+_SERVICES = Service.__table__.c
+_SERVICE = select(_SERVICES.id, _SERVICES.name, _SERVICES.code, _SERVICES.active).where(
+    _SERVICES.id == bindparam("service_id"),
+    _SERVICES.branch_id == bindparam("branch_id"),
+    _SERVICES.tenant_id == bindparam("tenant_id"),
+)
+_DEVICES = Device.__table__.c
+_DEVICE = select(_DEVICES.id).where(
+    _DEVICES.id == bindparam("device_id"),
+    _DEVICES.branch_id == bindparam("branch_id"),
+    _DEVICES.tenant_id == bindparam("tenant_id"),
+)
+
+
+def _find_service(session: Session, branch: BranchInfo, service_id: IdLike) -> Row[Any]:
     """The service's id, name, code and active flag (columns: this runs per ticket)."""
     sid = as_uuid(service_id, "service")
-    service = session.execute(
-        select(Service.id, Service.name, Service.code, Service.active).where(
-            Service.id == sid, Service.branch_id == branch.id, Service.tenant_id == branch.tenant_id
-        )
-    ).one_or_none()
+    params = {"service_id": sid, "branch_id": branch.id, "tenant_id": branch.tenant_id}
+    service = session.connection().execute(_SERVICE, params).one_or_none()
     if service is None:
         raise NotFoundInTenant(f"There is no service {sid} in branch {branch.name}")
     return service
 
 
-def _find_device(session: Session, branch: Branch, device_id: uuid.UUID) -> None:
-    found = session.scalar(
-        select(Device.id).where(
-            Device.id == device_id,
-            Device.branch_id == branch.id,
-            Device.tenant_id == branch.tenant_id,
-        )
-    )
+def _find_device(session: Session, branch: BranchInfo, device_id: uuid.UUID) -> None:
+    params = {"device_id": device_id, "branch_id": branch.id, "tenant_id": branch.tenant_id}
+    found = session.connection().scalar(_DEVICE, params)
     if found is None:
         raise NotFoundInTenant(f"There is no device {device_id} in branch {branch.name}")

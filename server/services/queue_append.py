@@ -21,10 +21,16 @@ from sqlalchemy.orm import Session
 from core.errors import DomainError
 from core.events import EventBase, TicketIssued
 from core.machine import apply
-from server.models import Branch, Device, QueueEvent, User, allocate_server_seqs
+from server.models import Device, QueueEvent, User, allocate_server_seqs
 from server.services.kpi_facts import write_facts
 from server.services.queue_records import EventRow, need_canonical_uuid, write_events, write_tickets
-from server.services.queue_state import BRANCH_STATES, BranchLease, BranchStates, IdLike
+from server.services.queue_state import (
+    BRANCH_STATES,
+    BranchInfo,
+    BranchLease,
+    BranchStates,
+    IdLike,
+)
 
 Verdict = Literal["accepted", "rejected", "duplicate"]
 
@@ -136,7 +142,7 @@ class _Known:
     device_seqs: set[tuple[str | None, int | None]]
 
     @classmethod
-    def read(cls, session: Session, branch: Branch, events: Sequence[EventBase]) -> _Known:
+    def read(cls, session: Session, branch: BranchInfo, events: Sequence[EventBase]) -> _Known:
         ids = [e.id for e in events]
         stored: dict[uuid.UUID, AppendResult] = {}
         foreign: set[uuid.UUID] = set()

@@ -13,13 +13,20 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core.numbering import NumberBlock, next_block
 from core.values import TicketNumber
 from server.models import NumberLease
 from server.services.queue_state import BranchLease
+
+_NUMBER_LEASES = NumberLease.__table__.c
+_LEASES = select(_NUMBER_LEASES.first, _NUMBER_LEASES.last, _NUMBER_LEASES.device_id).where(
+    _NUMBER_LEASES.branch_id == bindparam("branch_id"),
+    _NUMBER_LEASES.prefix == bindparam("prefix"),
+    _NUMBER_LEASES.business_day == bindparam("day"),
+)
 
 
 def next_server_number(
@@ -29,13 +36,8 @@ def next_server_number(
 
     Record the number with :func:`number_taken` once it is issued.
     """
-    leases = session.execute(
-        select(NumberLease.first, NumberLease.last, NumberLease.device_id).where(
-            NumberLease.branch_id == lease.branch.id,
-            NumberLease.prefix == prefix,
-            NumberLease.business_day == day,
-        )
-    ).all()
+    params = {"branch_id": lease.branch.id, "prefix": prefix, "day": day}
+    leases = session.connection().execute(_LEASES, params).all()
     blocks = [NumberBlock(prefix, day, first, last) for first, last, _ in leases]
     own = sorted(
         (NumberBlock(prefix, day, first, last) for first, last, device in leases if device is None),

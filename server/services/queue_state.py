@@ -23,6 +23,7 @@ for the duration of one call, never across a transaction.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, bindparam, select, type_coerce
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -97,39 +98,125 @@ class BranchConfig:
         )
 
 
-def find_branch(session: Session, tenant_id: IdLike, branch_id: IdLike) -> Branch:
-    """The branch, or :class:`NotFoundInTenant` (also for another tenant's branch)."""
+@dataclass(frozen=True, slots=True)
+class BranchInfo:
+    """The columns of a branch the queue paths use, read without the ORM."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    time_zone: str
+    day_starts_at: int
+
+
+# The statements of the queue paths are built once, on table columns: building
+# and caching an ORM statement on every request cost more than running it.
+_BRANCHES = Branch.__table__.c
+_BRANCH = select(
+    _BRANCHES.id, _BRANCHES.tenant_id, _BRANCHES.name, _BRANCHES.time_zone, _BRANCHES.day_starts_at
+).where(_BRANCHES.id == bindparam("branch_id"))
+_SERVICES = Service.__table__.c
+# Ids and the work profile come back as the driver hands them (no result
+# processing): they are compared with the last read, and only turned into a
+# BranchConfig when they differ.
+_CONFIG_SERVICES = (
+    select(
+        type_coerce(_SERVICES.id, String),
+        _SERVICES.code,
+        _SERVICES.name,
+        _SERVICES.target_wait_s,
+    )
+    .where(_SERVICES.branch_id == bindparam("branch_id"))
+    .order_by(_SERVICES.id)
+)
+_COUNTERS = Counter.__table__.c
+_CONFIG_COUNTERS = (
+    select(
+        type_coerce(_COUNTERS.id, String),
+        _COUNTERS.name,
+        type_coerce(_COUNTERS.work_profile, String),
+    )
+    .where(_COUNTERS.branch_id == bindparam("branch_id"))
+    .order_by(_COUNTERS.id)
+)
+_EVENTS = QueueEvent.__table__.c
+_LOG = (
+    select(_EVENTS.id, _EVENTS.server_seq, _EVENTS.payload)
+    .where(
+        _EVENTS.branch_id == bindparam("branch_id"),
+        _EVENTS.status == "accepted",
+        _EVENTS.server_seq >= bindparam("from_seq"),
+    )
+    .order_by(_EVENTS.server_seq)
+)
+_REFS = "queuedesk.branch_refs"
+
+
+def find_branch(session: Session, tenant_id: IdLike, branch_id: IdLike) -> BranchInfo:
+    """The branch, or :class:`NotFoundInTenant` (also for another tenant's branch).
+
+    A second call in the same transaction is answered from memory.
+    """
     tid, bid = as_uuid(tenant_id, "tenant"), as_uuid(branch_id, "branch")
-    branch = session.get(Branch, bid)  # the identity map answers a second call
-    if branch is None or branch.tenant_id != tid:
+    connection = session.connection()  # begins the transaction when none has begun
+    transaction = session.get_transaction()
+    memo: tuple[Any, dict[uuid.UUID, BranchInfo]] | None = session.info.get(_REFS)
+    if memo is None or memo[0] is not transaction:
+        memo = session.info[_REFS] = (transaction, {})
+    branch = memo[1].get(bid)
+    if branch is None:
+        row = connection.execute(_BRANCH, {"branch_id": bid}).first()
+        if row is None:
+            raise NotFoundInTenant(f"There is no branch {bid}")
+        branch = memo[1][bid] = BranchInfo(*row)
+    if branch.tenant_id != tid:
         raise NotFoundInTenant(f"There is no branch {bid}")
     return branch
 
 
-def read_config(session: Session, branch: Branch) -> BranchConfig:
+_RawConfig = tuple[str, int, tuple[Any, ...], tuple[Any, ...]]
+# The last config built per branch, with the rows it was built from: an
+# unchanged read (nearly every request) costs a comparison, not 50 objects.
+_CONFIGS: dict[uuid.UUID, tuple[_RawConfig, BranchConfig]] = {}
+
+
+def read_config(session: Session, branch: BranchInfo) -> BranchConfig:
     """Every service and counter of the branch, inactive ones too: old events name them."""
-    # Columns, not entities: this runs on every queue request.
-    services = session.execute(
-        select(Service.id, Service.code, Service.name, Service.target_wait_s)
-        .where(Service.branch_id == branch.id)
-        .order_by(Service.id)
+    connection = session.connection()
+    raw: _RawConfig = (
+        branch.time_zone,
+        branch.day_starts_at,
+        tuple(connection.execute(_CONFIG_SERVICES, {"branch_id": branch.id})),
+        tuple(connection.execute(_CONFIG_COUNTERS, {"branch_id": branch.id})),
     )
-    counters = session.execute(
-        select(Counter.id, Counter.name, Counter.work_profile)
-        .where(Counter.branch_id == branch.id)
-        .order_by(Counter.id)
-    )
-    return BranchConfig(
-        time_zone=branch.time_zone,
-        day_starts_at_min=branch.day_starts_at,
+    known = _CONFIGS.get(branch.id)
+    if known is not None and known[0] == raw:
+        return known[1]
+    time_zone, day_starts_at, services, counters = raw
+    config = BranchConfig(
+        time_zone=time_zone,
+        day_starts_at_min=day_starts_at,
         services=tuple(
-            ServiceConfig(str(sid), code, name, target) for sid, code, name, target in services
+            ServiceConfig(_id_text(sid), code, name, target) for sid, code, name, target in services
         ),
         counters=tuple(
-            CounterConfig(str(cid), name, tuple(str(s) for s in profile or ()))
+            CounterConfig(_id_text(cid), name, tuple(str(s) for s in _json_list(profile)))
             for cid, name, profile in counters
         ),
     )
+    _CONFIGS[branch.id] = (raw, config)
+    return config
+
+
+def _id_text(value: Any) -> str:
+    """A UUID column's raw value (SQLite: 32 hex digits; PostgreSQL: a UUID) as ``str(uuid)``."""
+    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
+
+
+def _json_list(value: Any) -> list[Any]:
+    """A JSON column's raw value (SQLite: the text; PostgreSQL: already decoded) as a list."""
+    decoded = json.loads(value) if isinstance(value, str | bytes) else value
+    return list(decoded or ())
 
 
 @dataclass(slots=True)
@@ -148,7 +235,7 @@ class _Entry:
 class BranchLease:
     """A branch state checked out for one call; see :meth:`BranchStates.use`."""
 
-    branch: Branch
+    branch: BranchInfo
     config: BranchConfig
     state: BranchState
     server_seq: int
@@ -246,7 +333,7 @@ class BranchStates:
 _HELD = "queuedesk.branches_held"
 
 
-def _hold(session: Session, branch: Branch, config: BranchConfig) -> None:
+def _hold(session: Session, branch: BranchInfo, config: BranchConfig) -> None:
     """Remember that this session's current transaction holds ``branch``'s lock."""
     held = session.info.setdefault(_HELD, {})
     held[branch.id] = (session.get_transaction(), branch, config)
@@ -254,7 +341,7 @@ def _hold(session: Session, branch: Branch, config: BranchConfig) -> None:
 
 def _held_in(
     session: Session, tenant_id: IdLike, branch_id: IdLike
-) -> tuple[Branch, BranchConfig] | None:
+) -> tuple[BranchInfo, BranchConfig] | None:
     """The branch and config read when this very transaction locked the branch, if it did.
 
     A later use in the same transaction (the view after a command) then needs no
@@ -282,7 +369,7 @@ BRANCH_STATES = BranchStates()
 
 
 def _checkout(
-    session: Session, branch: Branch, config: BranchConfig, entry: _Entry, *, locked: bool
+    session: Session, branch: BranchInfo, config: BranchConfig, entry: _Entry, *, locked: bool
 ) -> BranchLease:
     """Validate the cached state against the log, rebuild or copy if needed, catch up.
 
@@ -320,12 +407,8 @@ def _log_from(
     session: Session, branch_id: uuid.UUID, server_seq: int, *, inclusive: bool = False
 ) -> Iterator[_Row]:
     """The branch's accepted events after (or from) ``server_seq``, in order."""
-    after = QueueEvent.server_seq >= server_seq if inclusive else QueueEvent.server_seq > server_seq
-    rows = session.execute(
-        select(QueueEvent.id, QueueEvent.server_seq, QueueEvent.payload)
-        .where(QueueEvent.branch_id == branch_id, QueueEvent.status == "accepted", after)
-        .order_by(QueueEvent.server_seq)
-    )
+    start = server_seq if inclusive else server_seq + 1
+    rows = session.connection().execute(_LOG, {"branch_id": branch_id, "from_seq": start})
     return ((event_id, seq, payload) for event_id, seq, payload in rows)
 
 

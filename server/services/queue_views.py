@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core.state import BranchState, CounterStatus, Ticket, TicketStatus
@@ -63,23 +63,28 @@ def view_of(session: Session, state: BranchState, ticket: Ticket) -> TicketView:
     )
 
 
+_TICKETS = TicketRow.__table__.c
+_RECENT_COMPLETIONS = (
+    select(_TICKETS.started_at, _TICKETS.finished_at)
+    .where(
+        _TICKETS.branch_id == bindparam("branch_id"),
+        _TICKETS.service_id == bindparam("service_id"),
+        _TICKETS.business_day == bindparam("day"),
+        _TICKETS.status == TicketStatus.DONE.value,
+        _TICKETS.started_at.is_not(None),
+        _TICKETS.finished_at.is_not(None),
+    )
+    .order_by(_TICKETS.finished_at.desc())
+    .limit(RECENT_COMPLETIONS)
+)
+
+
 def median_service_time_s(
     session: Session, branch_id: uuid.UUID, service_id: uuid.UUID, day: date
 ) -> float:
     """Median of the service's last completions that day, or the default when none."""
-    rows = session.execute(
-        select(TicketRow.started_at, TicketRow.finished_at)
-        .where(
-            TicketRow.branch_id == branch_id,
-            TicketRow.service_id == service_id,
-            TicketRow.business_day == day,
-            TicketRow.status == TicketStatus.DONE.value,
-            TicketRow.started_at.is_not(None),
-            TicketRow.finished_at.is_not(None),
-        )
-        .order_by(TicketRow.finished_at.desc())
-        .limit(RECENT_COMPLETIONS)
-    ).all()
+    params = {"branch_id": branch_id, "service_id": service_id, "day": day}
+    rows = session.connection().execute(_RECENT_COMPLETIONS, params).all()
     durations = [(done - start).total_seconds() for start, done in rows if start and done]
     return statistics.median(durations) if durations else DEFAULT_SERVICE_TIME_S
 

@@ -23,10 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.numbering import MAX_DEVICE_SLOTS
-from server.models import Branch, Device, utc_now
+from server.models import Device, utc_now
 from server.services import audit
 from server.services.errors import Conflict, NotFound
-from server.services.queue_state import lock_branch
+from server.services.queue_state import BranchInfo, lock_branch
 
 # last_seen_at is for people looking at a device list; a write per pull would not help them.
 LAST_SEEN_PRECISION: Final = timedelta(minutes=1)
@@ -47,7 +47,7 @@ class DeviceRevoked(Exception):  # noqa: N818 - reads as a fact, like NotFound
 def sync_device(
     session: Session,
     tenant_id: uuid.UUID,
-    branch: Branch,
+    branch: BranchInfo,
     device_id: uuid.UUID,
     *,
     actor: audit.Actor,
@@ -88,7 +88,7 @@ def free_slot(session: Session, branch_id: uuid.UUID) -> int | None:
 
 
 def _check(
-    device: Device | None, tenant_id: uuid.UUID, branch: Branch, device_id: uuid.UUID
+    device: Device | None, tenant_id: uuid.UUID, branch: BranchInfo, device_id: uuid.UUID
 ) -> Device | None:
     if device is None:
         return None
@@ -107,7 +107,9 @@ def _check(
     return device
 
 
-def _register(session: Session, branch: Branch, device_id: uuid.UUID, actor: audit.Actor) -> Device:
+def _register(
+    session: Session, branch: BranchInfo, device_id: uuid.UUID, actor: audit.Actor
+) -> Device:
     device = Device(
         id=device_id,
         tenant_id=branch.tenant_id,

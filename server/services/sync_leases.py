@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 from core.errors import DomainError
 from core.numbering import NumberBlock, next_block
 from core.values import BusinessDay, TimeZoneName
-from server.models import Branch, Device, NumberLease, Service, utc_now
-from server.services.queue_state import NotFoundInTenant, lock_branch
+from server.models import Device, NumberLease, Service, utc_now
+from server.services.queue_state import BranchInfo, NotFoundInTenant, lock_branch
 from sync.protocol import LeaseBlock
 
 
-def branch_today(branch: Branch) -> date:
+def branch_today(branch: BranchInfo) -> date:
     """The branch's current business day, in its own zone and day start."""
     zone = TimeZoneName(branch.time_zone)
     return BusinessDay.of(utc_now(), zone, branch.day_starts_at).day
@@ -35,7 +35,7 @@ def branch_today(branch: Branch) -> date:
 def lease_blocks(
     session: Session,
     *,
-    branch: Branch,
+    branch: BranchInfo,
     device: Device,
     day: date,
     service_ids: Sequence[uuid.UUID],
@@ -80,7 +80,9 @@ def lease_blocks(
     return leased
 
 
-def _services(session: Session, branch: Branch, service_ids: Sequence[uuid.UUID]) -> list[Service]:
+def _services(
+    session: Session, branch: BranchInfo, service_ids: Sequence[uuid.UUID]
+) -> list[Service]:
     of_branch = select(Service).where(Service.branch_id == branch.id)
     if not service_ids:
         return list(

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.orm import Session
 
-from server.models import Branch, Counter, PauseReason, QueueEvent, Service, User, UserRole
+from server.models import Counter, PauseReason, QueueEvent, Service, User, UserRole
 from server.services.grants import Grants
+from server.services.queue_state import BranchInfo
 from sync.protocol import (
     BranchRef,
     CounterRef,
@@ -70,7 +71,7 @@ def read_events(session: Session, branch_id: uuid.UUID, after: int, limit: int) 
 
 
 def reference_data(
-    session: Session, branch: Branch, grants: Grants, device_slot: int | None
+    session: Session, branch: BranchInfo, grants: Grants, device_slot: int | None
 ) -> ReferenceData:
     """The branch's reference data as the caller sees it, with its content version."""
     pause_reasons = session.scalars(
@@ -123,7 +124,7 @@ def _counters(session: Session, branch_id: uuid.UUID) -> list[CounterRef]:
     ]
 
 
-def _staff(session: Session, branch: Branch) -> list[StaffRef]:
+def _staff(session: Session, branch: BranchInfo) -> list[StaffRef]:
     """Enabled users with a role at this branch or tenant-wide, by display name."""
     with_access = select(UserRole.user_id).where(
         UserRole.tenant_id == branch.tenant_id,

@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session
 
 from core.errors import MalformedEvent
 from core.events import EventBase, parse_event
-from server.models import Branch, BranchSequence, Device, QueueEvent
+from server.models import BranchSequence, Device, QueueEvent
 from server.services import audit
 from server.services.errors import Conflict
 from server.services.queue_append import AppendResult, append_events
-from server.services.queue_state import lock_branch
+from server.services.queue_state import BranchInfo, lock_branch
 from sync.protocol import EventResult, PushResponse
 
 
@@ -93,7 +93,7 @@ def parse_batch(raw_events: Sequence[dict[str, Any]], device_id: uuid.UUID) -> l
 def push(
     session: Session,
     *,
-    branch: Branch,
+    branch: BranchInfo,
     device: Device,
     events: Sequence[EventBase],
     actor: audit.Actor,
@@ -123,7 +123,7 @@ def push(
 
 
 def _check_sequence(
-    session: Session, branch: Branch, device: Device, events: Sequence[EventBase]
+    session: Session, branch: BranchInfo, device: Device, events: Sequence[EventBase]
 ) -> tuple[set[uuid.UUID], int]:
     """Raise :class:`DeviceSeqGap` unless new events continue the device's sequence.
 
@@ -170,7 +170,7 @@ def _foreign_result(event: EventBase) -> EventResult:
 def _audit(
     session: Session,
     actor: audit.Actor,
-    branch: Branch,
+    branch: BranchInfo,
     device: Device,
     events: Sequence[EventBase],
     counts: dict[str, int],

@@ -10,10 +10,17 @@ function of the file:
   another generation than its own (another instance or process wrote it) reloads
   before doing anything, and so does one whose transaction failed after its memory
   had moved on;
+- memory is rebuilt from the file's snapshot of the confirmed state plus the
+  confirmed events after it (:mod:`sync.client.snapshot`), or by replaying the
+  whole log when the snapshot is missing or does not match; a snapshot is saved
+  in the same transaction as the events it covers, when a pull reaches the head
+  of the log or the cache closes, once :data:`SNAPSHOT_EVERY` events (and at
+  least as many as there are tickets; on close, any) have arrived since the last;
 - on open, the projection is compared with the state rebuilt from the confirmed
   log and the outbox and rewritten if they differ (:attr:`CacheFile.repaired`);
   since every operation is one transaction this only happens to a file edited
-  behind the cache's back;
+  behind the cache's back (a state from a snapshot that disagrees with the
+  projection is dropped for a replay first);
 - every write of ticket rows is noted in a short in-memory change log
   (:meth:`CacheFile._note`), so the console can re-read only the tickets that
   changed instead of whole queues (:meth:`sync.client.cache.LocalCache.waiting_changes`).
@@ -34,7 +41,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from core.ids import new_id
 from core.values import BusinessDay
-from sync.client import kpi_store, migrations, projection
+from sync.client import kpi_store, migrations, projection, snapshot
 from sync.client import outbox as rows
 from sync.client.errors import NotACacheFile
 from sync.client.numbers import NumberSource
@@ -54,6 +61,9 @@ from sync.protocol import ReferenceData
 log = logging.getLogger(__name__)
 
 CHANGE_LOG_SIZE = 256  # writes remembered; a reader further behind reads everything again
+# Confirmed events folded since the last snapshot before another is saved: replaying
+# that many on the next open costs about what writing the snapshot costs.
+SNAPSHOT_EVERY = 1000
 
 
 class CacheFile:
@@ -70,6 +80,9 @@ class CacheFile:
         self._generation = -1
         self._dirty = False  # memory moved ahead of the transaction in progress
         self._counters_written: dict[str, dict[str, Any]] | None = None
+        self._snapshot_at = 0  # replica.folded when the snapshot was last loaded or saved
+        self.snapshot_used = False  # the last load started from the file's snapshot
+        self._closed = False
         self.backup_path: Path | None = None  # copy taken before a schema upgrade
         self.repaired = False  # the projection disagreed with the log on open
         # The change log: ticket ids whose rows each write touched, by change number.
@@ -127,7 +140,16 @@ class CacheFile:
                 self._next_seq = last + 1
                 conn.execute(update(device).values(next_device_seq=self._next_seq))
             live, unsynced = self._replica.live, self._replica.unsynced_tickets()
-            if not projection.matches(conn, live, unsynced):
+            matches = projection.matches(conn, live, unsynced)
+            if not matches and self.snapshot_used:
+                # The projection was written with the log; a snapshot that disagrees
+                # with it is not trusted over a replay.
+                log.warning("cache %s: snapshot disagrees with the projection", self.path)
+                snapshot.discard(conn)
+                self._load(conn, use_snapshot=False)
+                live, unsynced = self._replica.live, self._replica.unsynced_tickets()
+                matches = projection.matches(conn, live, unsynced)
+            if not matches:
                 log.warning("cache %s: projection rebuilt from the log", self.path)
                 self.repaired = True
                 projection.rewrite(conn, live, unsynced)
@@ -137,18 +159,30 @@ class CacheFile:
             else:
                 kpi_store.write_facts(conn, self._zone(), self._replica.tail, ())
 
-    def _load(self, conn: Connection) -> Outcome:
+    def _load(self, conn: Connection, use_snapshot: bool = True) -> Outcome:
         """Rebuild every piece of memory from the file, within ``conn``'s transaction."""
         ident = conn.execute(select(device)).first()
         self._device_id = ident.device_id if ident else ""
         self._next_seq = ident.next_device_seq if ident else 1
-        ref_body = conn.execute(select(reference.c.body)).scalar_one_or_none()
-        ref = ReferenceData.model_validate_json(ref_body) if ref_body else None
+        ref_row = conn.execute(select(reference.c.version, reference.c.body)).first()
+        ref = ReferenceData.model_validate_json(ref_row.body) if ref_row else None
         self._dirty = True
         self._counters_written = None
         self._note_all()  # reloaded: the file may have changed in any way
-        self._replica = Replica(self.branch_id, ref)
-        self._replica.load(rows.load_confirmed(conn), rows.load_tail(conn))
+        saved = None
+        if use_snapshot:
+            saved = snapshot.load(conn, self.branch_id, ref_row.version if ref_row else None)
+        self.snapshot_used = saved is not None
+        if saved is None:
+            self._replica = Replica(self.branch_id, ref)
+            after = 0
+        else:
+            self._replica = Replica(self.branch_id, ref, saved.state)
+            self._replica.skipped = saved.skipped
+            after = saved.position.server_seq
+        self._replica.load(rows.load_confirmed(conn, after), rows.load_tail(conn))
+        self._snapshot_at = 0
+        self._save_snapshot(conn)
         outcome = Outcome()
         rebuild(conn, self._replica, outcome, self._replica.live)
         rows.record_rejections(conn, outcome.rejections)
@@ -156,8 +190,33 @@ class CacheFile:
         self._generation = conn.execute(select(sync_state.c.generation)).scalar_one_or_none() or 0
         return outcome
 
+    def _save_snapshot(self, conn: Connection, at_least: int | None = None) -> None:
+        """Save ``base`` as the snapshot if ``at_least`` events were folded since the last
+        one (default: :data:`SNAPSHOT_EVERY`, or the number of tickets if more).
+
+        Only in a write transaction whose memory is caught up with the file and after
+        its last confirmed event is stored: the snapshot claims the whole log.
+        """
+        replica = self._replica
+        # Writing costs about what replaying as many events as there are tickets does.
+        wanted = max(SNAPSHOT_EVERY, len(replica.base.tickets)) if at_least is None else at_least
+        if not replica.replayable or replica.folded - self._snapshot_at < max(wanted, 1):
+            return
+        version = replica.reference.version if replica.reference is not None else None
+        snapshot.save(conn, replica.base, replica.skipped, version)
+        self._snapshot_at = replica.folded
+
     def close(self) -> None:
+        """Save a snapshot if confirmed events arrived since the last one, and close."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                with self._writing(bump=False) as conn:
+                    self._save_snapshot(conn, at_least=1)
+            except Exception as exc:  # a file that cannot be written still closes
+                log.warning("cache %s: no snapshot saved on close: %s", self.path, exc)
             self._engine.dispose()
 
     # -- transactions ------------------------------------------------------------

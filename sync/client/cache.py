@@ -58,6 +58,7 @@ from sync.protocol import MAX_PUSH_EVENTS, EventResult, LeaseBlock, PullResponse
 log = logging.getLogger(__name__)
 
 UNSENT = ("pending", "void")  # outbox rows still to push
+BULK_PAGE = 200  # pulled events in a page from which live and base share while no own event applies
 
 
 class LocalCache(CacheFile, ConsoleReads):
@@ -78,7 +79,7 @@ class LocalCache(CacheFile, ConsoleReads):
         with the core's message and nothing is written.
         """
         with self._writing() as conn:
-            live = self._replica.live
+            live = self._replica.detach()
             warning: str | None = None
             saved = self._numbers.snapshot()
             try:
@@ -213,19 +214,29 @@ class LocalCache(CacheFile, ConsoleReads):
         return outcome.rejections
 
     def apply_pull(self, page: PullResponse) -> AppliedPull:
-        """Store a pulled page, rebase pending events on it, update the projection."""
+        """Store a pulled page, rebase pending events on it, update the projection.
+
+        A page of :data:`BULK_PAGE` events or more with more to come (a first
+        sync, a long outage) folds each event once (see :meth:`Replica.absorb`);
+        the last page of a pull separates ``live`` again and, every
+        :data:`~sync.client.base.SNAPSHOT_EVERY` events, saves a snapshot.
+        """
         with self._writing() as conn:
             self._dirty = True
             cursor = conn.execute(select(sync_state.c.cursor)).scalar_one()
             changed, reload = False, False
             if page.reference is not None:
                 changed, reload = self._use_reference(conn, page.reference)
-            outcome = apply_pull(conn, self._replica, page, cursor)
+            share = page.has_more and len(page.events) >= BULK_PAGE
+            outcome = apply_pull(conn, self._replica, page, cursor, share)
             conn.execute(update(sync_state).values(cursor=max(cursor, page.cursor)))
             if reload:
                 outcome.rejections += self._load(conn).rejections
                 projection.rewrite(conn, self._replica.live, self._replica.unsynced_tickets())
             self._settle(conn, outcome)
+            if not page.has_more:
+                self._replica.detach()  # so that the next command does not pay for it
+                self._save_snapshot(conn)
         return AppliedPull(
             stored=outcome.stored,
             cursor=max(cursor, page.cursor),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol
@@ -184,17 +185,17 @@ class CredentialStore(Protocol):
     def delete_verifier(self, account: Account) -> None: ...
 
 
-class _EntryStore:
+class _EntryStore(ABC):
     """The typed secrets on top of three string operations; subclasses keep the strings."""
 
-    def _get(self, key: str) -> str | None:
-        raise NotImplementedError
+    @abstractmethod
+    def _get(self, key: str) -> str | None: ...
 
-    def _set(self, key: str, value: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _set(self, key: str, value: str) -> None: ...
 
-    def _delete(self, key: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _delete(self, key: str) -> None: ...
 
     def get_refresh_token(self, account: Account) -> str | None:
         return self._get(account.key("refresh"))

@@ -30,7 +30,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, text
 
 from sync.client.errors import NotACacheFile, SchemaTooNew
-from sync.client.store import metadata, write_transaction
+from sync.client.store import metadata, snapshot, write_transaction
 
 Step = Callable[[Connection], None]
 
@@ -67,8 +67,17 @@ def _parked_by(conn: Connection) -> None:
     )
 
 
+def _snapshot(conn: Connection) -> None:
+    """3: ``snapshot``, the confirmed state saved so an open need not replay the log.
+
+    Created empty: the first open after the upgrade replays the log as before and
+    saves one.
+    """
+    snapshot.create(conn, checkfirst=True)
+
+
 def _kpi_facts(conn: Connection) -> None:
-    """3: ``events.ticket_id`` (indexed: a ticket's confirmed history for its KPI facts)
+    """4: ``events.ticket_id`` (indexed: a ticket's confirmed history for its KPI facts)
     and the empty ``kpi_facts`` and ``kpi_meta`` tables.
 
     The facts are not computed here: with no ``kpi_meta`` row the cache rebuilds them
@@ -81,7 +90,7 @@ def _kpi_facts(conn: Connection) -> None:
     metadata.tables["kpi_meta"].create(conn)
 
 
-STEPS: dict[int, Step] = {2: _parked_by, 3: _kpi_facts}
+STEPS: dict[int, Step] = {2: _parked_by, 3: _snapshot, 4: _kpi_facts}
 """Upgrade steps by the version they produce (2, 3, …); version 1 is the first schema."""
 
 

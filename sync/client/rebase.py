@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
-from core.events import parse_event
 from core.state import BranchState
 from sync.client import outbox as rows
 from sync.client.replica import OutboxEntry, Replica, ticket_of
@@ -96,20 +95,29 @@ class PullOutcome(Outcome):
     rebased: bool = False
 
 
-def apply_pull(conn: Connection, replica: Replica, page: PullResponse, cursor: int) -> PullOutcome:
-    """Store and fold the page's events after ``cursor``; rebase the tail if needed."""
+def apply_pull(
+    conn: Connection, replica: Replica, page: PullResponse, cursor: int, share: bool = False
+) -> PullOutcome:
+    """Store and fold the page's events after ``cursor``; rebase the tail if needed.
+
+    Each event is parsed once, stored in one ``executemany`` and folded once into
+    ``base`` (and into ``live`` only while they differ; ``share`` lets them be one,
+    see :meth:`Replica.absorb`).
+    """
     outcome = PullOutcome()
-    fresh = [
-        (p.server_seq, parse_event(p.event), p.event) for p in page.events if p.server_seq > cursor
-    ]
-    rows.store_confirmed(conn, fresh)
+    fresh = [p for p in page.events if p.server_seq > cursor]
+    pulled = rows.parse_pulled([p.event for p in fresh])
+    encode = rows.dumps_pulled
+    stored = zip(fresh, pulled, strict=True)
+    rows.store_confirmed(
+        conn, [(p.server_seq, str(e.id), encode(p.event), ticket_of(e)) for p, e in stored]
+    )
     outcome.stored = len(fresh)
-    pulled = [event for _, event, _ in fresh]
     outcome.touched.update(t for e in pulled if (t := ticket_of(e)))
     before, old_tail = replica.live, list(replica.tail)
     pulled_ids = {e.id for e in pulled}
     own = [e for e in old_tail if e.event.id in pulled_ids]
-    in_step = replica.absorb(pulled)
+    in_step = replica.absorb(pulled, share)
     rows.remove(conn, own)
     outcome.confirmed_own = len(own)
     if not page.has_more:

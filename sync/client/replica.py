@@ -16,6 +16,17 @@ no longer applies becomes ``void``: no longer applied, reported, but still pushe
 because the service wants contiguous ``device_seq`` values (and keeps refused
 events for audit). Copying ``base`` costs one pass over the tickets, far less than
 replaying the log.
+
+While no own event applies on top (the tail is empty or void) ``live`` equals
+``base``; a pull of many pages (a new device's first sync, a console back from a
+long outage) then lets the two be one object (:meth:`Replica.absorb` with
+``share``), so each event folds once, and :meth:`Replica.detach` copies ``base``
+again before ``live`` is changed alone.
+
+``replayable`` says whether ``base`` is what replaying the confirmed log with the
+current reference data would give (it is, unless reference data that removed a
+service or counter or changed a service code was applied in place); only then
+may it be saved as the file's snapshot (:mod:`sync.client.snapshot`).
 """
 
 from __future__ import annotations
@@ -23,15 +34,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from core.errors import DomainError
 from core.events import EventBase
 from core.machine import apply
 from core.ordering import ServiceQueue, WaitingIndex
-from core.state import BranchState, Counter, CounterConfig, ServiceConfig
+from core.state import BranchState, Counter, CounterConfig, ServiceConfig, Ticket
 from core.values import TimeZoneName
 from sync.protocol import ReferenceData
 
@@ -74,11 +86,29 @@ def ticket_of(event: EventBase) -> str | None:
     return ticket_id if isinstance(ticket_id, str) else None
 
 
+_T = TypeVar("_T")
+
+
+def _shallow_copier(cls: type[_T]) -> Callable[[_T], _T]:
+    """A fast ``copy.copy`` for a slotted dataclass whose fields all go to ``__init__``."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    if len(fields) < 2 or not all(f.init for f in fields):
+        return copy.copy
+    values = operator.attrgetter(*(f.name for f in fields))
+    make: Callable[..., _T] = cls
+    return lambda obj: make(*values(obj))
+
+
+_copy_ticket = _shallow_copier(Ticket)
+_copy_counter = _shallow_copier(Counter)
+
+
 def clone_state(state: BranchState) -> BranchState:
     """An independent copy of ``state``, sharing only immutable values."""
     if {f.name for f in dataclasses.fields(state)} != _STATE_FIELDS:
         # core grew a field this copy does not know: be slow rather than share it.
         return copy.deepcopy(state)
+    copy_ticket, copy_counter = _copy_ticket, _copy_counter
     waiting = WaitingIndex(
         {
             sid: ServiceQueue(queue.general.copy(), queue.appointments.copy())
@@ -88,8 +118,8 @@ def clone_state(state: BranchState) -> BranchState:
     return dataclasses.replace(
         state,
         services=dict(state.services),
-        counters={cid: copy.copy(c) for cid, c in state.counters.items()},
-        tickets={tid: copy.copy(t) for tid, t in state.tickets.items()},
+        counters={cid: copy_counter(c) for cid, c in state.counters.items()},
+        tickets={tid: copy_ticket(t) for tid, t in state.tickets.items()},
         numbers=dict(state.numbers),
         waiting=waiting,
     )
@@ -129,16 +159,47 @@ def new_state(branch_id: str, reference: ReferenceData | None) -> BranchState:
     )
 
 
+def configures_like_new(state: BranchState, reference: ReferenceData) -> bool:
+    """Whether :func:`configure` on ``state`` gives what folding its log anew would.
+
+    Folding reads which services and counters exist and the services' codes, so it
+    does unless ``reference`` drops one of them or changes a code, or nothing was
+    folded yet.
+    """
+    if state.applied == 0:
+        return True
+    codes = {s.id: s.code for s in reference.services}
+    counters = {c.id for c in reference.counters}
+    return (
+        all(codes.get(sid) == s.code for sid, s in state.services.items())
+        and set(state.counters) <= counters
+    )
+
+
 class Replica:
     """``base`` (confirmed), ``tail`` (own unconfirmed events) and ``live`` = base + tail."""
 
-    def __init__(self, branch_id: str, reference: ReferenceData | None) -> None:
+    def __init__(
+        self, branch_id: str, reference: ReferenceData | None, base: BranchState | None = None
+    ) -> None:
         self.branch_id = branch_id
         self.reference = reference
-        self.base = new_state(branch_id, reference)
+        self.base = base if base is not None else new_state(branch_id, reference)
         self.live = new_state(branch_id, reference)
         self.tail: list[OutboxEntry] = []
         self.skipped = 0  # confirmed events that did not fold (see confirm)
+        self.folded = 0  # confirmed events folded (or skipped) by this instance
+        self.replayable = True  # base is what a replay of the log would give (see module doc)
+
+    @property
+    def shared(self) -> bool:
+        return self.live is self.base
+
+    def detach(self) -> BranchState:
+        """``live``, made a separate copy of ``base`` first if the two were shared."""
+        if self.live is self.base:
+            self.live = clone_state(self.base)
+        return self.live
 
     def confirm(self, event: EventBase, state: BranchState | None = None) -> None:
         """Fold a confirmed event into ``state`` (default ``base``).
@@ -147,6 +208,8 @@ class Replica:
         behind the log), it is left out and counted, and the next reference data
         triggers a full reload rather than a silent divergence.
         """
+        if state is None:
+            self.folded += 1
         try:
             apply(self.base if state is None else state, event)
         except DomainError as exc:
@@ -155,16 +218,21 @@ class Replica:
             log.warning("confirmed event %s does not fold locally: %s", event.id, exc)
 
     def load(self, confirmed: Iterable[EventBase], tail: list[OutboxEntry]) -> None:
-        """Fold the confirmed log into ``base``; call :meth:`rebuild_live` next."""
+        """Fold the confirmed log (or what follows a snapshot of it) into ``base``.
+
+        Call :meth:`rebuild_live` next.
+        """
         for event in confirmed:
             self.confirm(event)
         self.tail = tail
 
     def set_reference(self, reference: ReferenceData) -> bool:
         """Use new reference data; True when the log must be replayed from scratch."""
+        self.replayable = self.replayable and configures_like_new(self.base, reference)
         self.reference = reference
         configure(self.base, reference)
-        configure(self.live, reference)
+        if self.live is not self.base:
+            configure(self.live, reference)
         return self.skipped > 0
 
     def unsynced_tickets(self) -> set[str]:
@@ -191,27 +259,37 @@ class Replica:
         self.live = live
         return voided
 
-    def absorb(self, pulled: list[EventBase]) -> bool:
+    def absorb(self, pulled: list[EventBase], share: bool = False) -> bool:
         """Fold confirmed events into ``base`` and drop them from the tail.
 
         Returns True when ``live`` is still ``base`` + tail (our own events came
         back in order, or others' events arrived after our tail was used up), False
-        when it must be rebuilt with :meth:`rebuild_live`.
+        when it must be rebuilt with :meth:`rebuild_live`. With ``share``, when no
+        own event applies on top, ``live`` becomes ``base`` itself rather than
+        folding every event twice (more pages to come: see :meth:`detach`).
         """
         active = [e for e in self.tail if e.applies]
-        at, in_step = 0, True
-        for event in pulled:
-            self.confirm(event)
-            if not in_step:
-                continue
-            if at < len(active) and active[at].event.id == event.id:
-                at += 1
-            elif at == len(active):
-                self.confirm(event, self.live)
-            else:
-                in_step = False
-        ids = {e.id for e in pulled}
-        self.tail = [e for e in self.tail if e.event.id not in ids]
+        if share and not active:
+            self.live = self.base  # equal until now: nothing applies on top of base
+        in_step = True
+        if self.live is self.base:
+            for event in pulled:
+                self.confirm(event)
+        else:
+            at = 0
+            for event in pulled:
+                self.confirm(event)
+                if not in_step:
+                    continue
+                if at < len(active) and active[at].event.id == event.id:
+                    at += 1
+                elif at == len(active):
+                    self.confirm(event, self.live)
+                else:
+                    in_step = False
+        if self.tail:
+            ids = {e.id for e in pulled}
+            self.tail = [e for e in self.tail if e.event.id not in ids]
         return in_step
 
     def drop(self, device_seqs: set[int]) -> list[OutboxEntry]:

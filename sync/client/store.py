@@ -10,7 +10,9 @@ Everything a console knows lives in one file (see :mod:`sync.client.paths`):
 - ``tickets``, ``counters``, ``services``: the projection the console reads;
 - ``kpi_facts``, ``kpi_meta``: the KPI facts local reports aggregate (:mod:`sync.client.kpi_store`);
 - ``reference``, ``sync_state``, ``device``, ``number_blocks``, ``fallback_used``,
-  ``alerts``: reference data, cursor, identity, offline numbers and staff alerts.
+  ``alerts``: reference data, cursor, identity, offline numbers and staff alerts;
+- ``snapshot``: the confirmed state folded up to a point of ``events``, so that
+  opening the file need not replay the whole log (:mod:`sync.client.snapshot`).
 
 Durability settings come from DESIGN "Sync" 1: WAL so the UI reads while the sync
 thread writes, ``synchronous=FULL`` so a committed command survives a power cut,
@@ -80,6 +82,21 @@ events = Table(
     Column("body", Text, nullable=False),
     Column("ticket_id", String),  # the ticket it is about; NULL for counter events
     Index("ix_events_ticket_id", "ticket_id"),
+)
+
+snapshot = Table(
+    "snapshot",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("format", Integer, nullable=False),
+    Column("fingerprint", String, nullable=False),  # of the code that folded and encoded it
+    Column("reference_version", String),  # the reference data it was folded with
+    Column("server_seq", Integer, nullable=False),  # the last event it covers (0: none)
+    Column("event_id", String),  # that event's id
+    Column("events", Integer, nullable=False),  # rows of ``events`` up to server_seq
+    Column("skipped", Integer, nullable=False),  # of those, how many did not fold
+    Column("crc", Integer, nullable=False),  # CRC-32 of body
+    Column("body", Text, nullable=False),  # the state as JSON
 )
 
 outbox = Table(

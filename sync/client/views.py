@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from core.events import (
     CounterClosed,
@@ -99,18 +99,63 @@ class TicketView:
         )
 
 
+class QueueRow(NamedTuple):
+    """A waiting ticket as a queue table shows it: a small tuple, not a full view.
+
+    A branch may have 100,000 tickets waiting, so a queue keeps only what its table
+    shows. Rows compare in call order: the first four fields are the ticket's
+    call-order key and its (unique) id, so a sorted list of rows is a queue and
+    ``bisect`` finds a row's place.
+    """
+
+    queue_priority: int
+    queue_band: int
+    queue_ordinal: int
+    id: str
+    number: str
+    service_id: str
+    waiting_since: float  # POSIX seconds: start of its current queue segment
+    priority: int
+    channel: str
+    unsynced: bool
+
+    @classmethod
+    def of(cls, ticket: TicketView) -> QueueRow:
+        """The row of a waiting ticket's full view."""
+        order = ticket.call_order or (0, 0, 0)
+        since = ticket.segment_started_at or ticket.issued_at
+        return cls(
+            order[0],
+            order[1],
+            order[2],
+            ticket.id,
+            ticket.number,
+            ticket.service_id,
+            since.timestamp(),
+            ticket.priority,
+            ticket.channel,
+            ticket.unsynced,
+        )
+
+    @property
+    def key(self) -> tuple[int, int, int, str]:
+        """Its place in the call order (lower is sooner)."""
+        return (self.queue_priority, self.queue_band, self.queue_ordinal, self.id)
+
+
 @dataclass(frozen=True, slots=True)
 class WaitingChanges:
     """What changed in the queues since a reader's last look (see ``waiting_changes``).
 
-    Either ``everything`` (all waiting tickets by service, in call order: the reader
-    starts over) or ``tickets``: the current rows of the tickets written since,
-    whatever their status now, and ``gone``: ids whose rows no longer exist.
-    Pass ``change`` next time.
+    Either ``everything`` (all waiting tickets by service as compact
+    :class:`QueueRow` values, in call order: the reader starts over) or
+    ``tickets``: the current rows of the tickets written since, whatever their
+    status now, and ``gone``: ids whose rows no longer exist. Pass ``change`` next
+    time.
     """
 
     change: int
-    everything: dict[str, list[TicketView]] | None
+    everything: dict[str, list[QueueRow]] | None
     tickets: list[TicketView]
     gone: frozenset[str]
 
@@ -165,6 +210,18 @@ class Alert:
     description: str
     reason: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleState:
+    """What the console shows besides the queues, as of one read (see ``console_state``)."""
+
+    counters: list[CounterView]
+    counter: CounterView | None  # the console's own counter, when it has chosen one
+    current: TicketView | None  # that counter's current ticket
+    parked: list[TicketView]  # tickets parked at that counter, oldest first
+    last_synced_at: datetime | None
+    alerts: list[Alert]  # not yet acknowledged, oldest first
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from server import db as db_module
 from server.config import Settings, get_settings
 from server.db import (
     DatabaseUrlError,
@@ -66,6 +67,83 @@ def test_sqlite_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
             with session_scope(make_session_factory(engine, read_only=True)) as session:
                 assert session.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
             writer.rollback()
+    finally:
+        engine.dispose()
+
+
+def _write_lock(path: Path) -> threading.Lock:
+    lock = db_module._WRITE_LOCKS.get(str(path.resolve()))
+    assert lock is not None, "no in-process write lock for this file"
+    return lock
+
+
+def test_sqlite_writers_of_one_process_queue_on_a_lock_not_on_busy_polls(tmp_path: Path) -> None:
+    """A waiting writer starts as soon as the one before it ends, and all of them commit."""
+    engines = [make_engine(f"sqlite:///{tmp_path / 'q.db'}") for _ in range(2)]
+    try:
+        with engines[0].begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        started = threading.Event()
+        order: list[str] = []
+
+        def second_writer() -> None:
+            started.set()
+            with engines[1].begin() as conn:  # another engine on the same file: same lock
+                order.append("second began")
+                conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+
+        with engines[0].connect() as first:
+            first.begin()
+            first.exec_driver_sql("INSERT INTO t VALUES (1)")
+            thread = threading.Thread(target=second_writer)
+            thread.start()
+            started.wait(5)
+            thread.join(0.3)
+            assert thread.is_alive()  # waiting for the lock, not failing
+            assert order == []
+            assert _write_lock(tmp_path / "q.db").locked()
+            order.append("first commits")
+            first.commit()
+        thread.join(5)
+        assert order == ["first commits", "second began"]
+        assert not _write_lock(tmp_path / "q.db").locked()
+        with engines[0].connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_sqlite_write_lock_is_released_by_rollback_after_a_failed_statement(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+        with engine.connect() as conn:
+            conn.begin()
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            conn.rollback()
+        assert not _write_lock(tmp_path / "q.db").locked()
+        with engine.connect() as conn:
+            conn.begin()
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            with pytest.raises(DBAPIError):
+                conn.exec_driver_sql("INSERT INTO t VALUES (1)")  # a constraint error
+            conn.rollback()
+        assert not _write_lock(tmp_path / "q.db").locked()
+        done = threading.Event()
+
+        def writer() -> None:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (3)")
+            done.set()
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        thread.join(5)
+        assert done.is_set()  # nothing still held the lock
     finally:
         engine.dispose()
 

@@ -480,6 +480,34 @@ def test_reference_data_changes_rebuild_the_state(desk: Desk) -> None:
     assert len(state.tickets) == 2
 
 
+def test_branch_config_is_reused_until_a_service_or_counter_changes(desk: Desk) -> None:
+    seed = desk.seed
+
+    def config() -> queue_state.BranchConfig:
+        with session_scope(desk.factory) as s:
+            return queue_state.read_config(
+                s, queue_state.find_branch(s, seed.tenant_id, seed.branch_id)
+            )
+
+    first = config()
+    assert config() is first  # unchanged rows: the same object, nothing rebuilt
+    with session_scope(desk.factory) as s:
+        counter = s.get(Counter, uuid.UUID(seed.c2))
+        assert counter is not None
+        counter.work_profile = [seed.loans]
+    edited = config()
+    assert edited is not first
+    by_id = {c.id: c for c in edited.counters}
+    assert by_id[seed.c2].work_profile == (seed.loans,)
+    with session_scope(desk.factory) as s:
+        service = s.get(Service, uuid.UUID(seed.accounts))
+        assert service is not None
+        service.name = "Current accounts"
+    renamed = config()
+    assert {c.id: c.name for c in renamed.services}[seed.accounts] == "Current accounts"
+    assert renamed.counters == edited.counters
+
+
 def test_queue_state_module_keeps_one_cache_per_process() -> None:
     assert isinstance(queue_state.BRANCH_STATES, BranchStates)
 

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keyring
 import pytest
 import qasync
 from PySide6.QtWidgets import QApplication
@@ -34,7 +33,7 @@ from server.config import sqlite_url
 from server.db import make_engine, make_session_factory, session_scope
 from server.services import tenants
 from sync.client.backoff import Backoff
-from sync.client.credentials import CredentialStore, InMemoryKeyring, KeyringCredentialStore
+from sync.client.credentials import CredentialStore, KeyringCredentialStore
 from sync.client.engine import EngineSettings
 from tests.server import live
 from tests.server.conftest import _isolated_settings, sqlite_template
@@ -144,17 +143,6 @@ def private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(name, str(folder))
     return home
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[InMemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = InMemoryKeyring()
-    keyring.set_keyring(backend)
-    try:
-        yield backend
-    finally:
-        keyring.set_keyring(previous)
 
 
 @pytest.fixture

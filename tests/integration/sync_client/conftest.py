@@ -18,14 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import keyring
 import pytest
 import pytest_asyncio
 
 from server.config import sqlite_url
 from server.db import make_engine, make_session_factory, session_scope
 from server.services import tenants
-from sync.client.credentials import InMemoryKeyring
 from tests.server import live
 from tests.server.api_support import seed
 from tests.server.conftest import _isolated_settings, sqlite_template
@@ -90,15 +88,3 @@ async def client(server: Server, calls: list[str]) -> AsyncIterator[httpx.AsyncC
         event_hooks={"request": [note]},
     ) as http:
         yield http
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[InMemoryKeyring]:
-    """Make an :class:`InMemoryKeyring` python-keyring's backend for the test."""
-    previous = keyring.get_keyring()
-    backend = InMemoryKeyring()
-    keyring.set_keyring(backend)
-    try:
-        yield backend
-    finally:
-        keyring.set_keyring(previous)

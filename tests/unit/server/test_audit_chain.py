@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from server.security import audit_chain
 from server.security.audit_chain import (
     GENESIS_HASH,
     AuditRecord,
@@ -317,3 +318,34 @@ def test_sanitized_text_is_one_safe_line_within_the_limit(text: str, max_len: in
 )
 def test_short_printable_ascii_passes_unchanged(text: str) -> None:
     assert sanitize_text(text, max_len=10_000) == text
+
+
+def _sanitize_char_by_char(text: str, max_len: int) -> str:
+    """sanitize_text without its fast path: every character through _escape."""
+    pieces: list[str] = []
+    length = 0
+    for index, char in enumerate(text):
+        piece = audit_chain._escape(char)
+        budget = max_len if index == len(text) - 1 else max_len - 1
+        if length + len(piece) > budget:
+            pieces.append("…")
+            break
+        pieces.append(piece)
+        length += len(piece)
+    return "".join(pieces)
+
+
+@given(
+    text=st.text(
+        alphabet=st.one_of(
+            st.characters(codec="utf-8"),
+            st.sampled_from("\\\n\r\t\x00\x1b\x7f\x85\u2028\u2029\u202e\u2066\u061c\ud800é"),
+        ),
+        max_size=40,
+    ),
+    max_len=st.integers(min_value=1, max_value=45),
+)
+def test_sanitize_text_fast_path_agrees_with_escaping_every_character(
+    text: str, max_len: int
+) -> None:
+    assert sanitize_text(text, max_len) == _sanitize_char_by_char(text, max_len)

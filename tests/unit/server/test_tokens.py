@@ -19,6 +19,7 @@ from server.security.tokens import (
     KeyRing,
     Reason,
     TokenError,
+    VerifiedTokens,
     issue_access_token,
     verify_access_token,
 )
@@ -440,3 +441,68 @@ def test_revocation_is_asked_only_after_the_signature_holds(ring: KeyRing) -> No
     forged = forge(header(ring), claims(), Ed25519PrivateKey.generate())
     rejected(ring, forged, Reason.SIGNATURE, is_revoked=is_revoked)
     assert asked == []
+
+
+# --- the verified-token cache --------------------------------------------------------
+
+
+def test_cache_answers_a_repeat_without_verifying_again(
+    ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = VerifiedTokens()
+    token, issued = issue_access_token(ring, sub="u", tid="t", roles=[], issuer=ISSUER, now=NOW)
+    assert cache.verify(ring, token, issuer=ISSUER, now=NOW) == issued
+    calls: list[str] = []
+
+    def counted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls.append(args[1])
+        return verify_access_token(*args, **kwargs)
+
+    monkeypatch.setattr("server.security.tokens.verify_access_token", counted)
+    assert cache.verify(ring, token, issuer=ISSUER, now=NOW + timedelta(seconds=5)) == issued
+    assert calls == []
+
+
+def test_cache_still_refuses_an_expired_token(ring: KeyRing) -> None:
+    cache = VerifiedTokens()
+    token, issued = issue_access_token(ring, sub="u", tid="t", roles=[], issuer=ISSUER, now=NOW)
+    cache.verify(ring, token, issuer=ISSUER, now=NOW)
+    later = datetime.fromtimestamp(issued["exp"], UTC) + timedelta(minutes=5)
+    with pytest.raises(TokenError) as info:
+        cache.verify(ring, token, issuer=ISSUER, now=later)
+    assert info.value.reason is Reason.EXPIRED
+
+
+def test_cache_refuses_tokens_of_a_key_past_retention(ring: KeyRing) -> None:
+    cache = VerifiedTokens()
+    token, _ = issue_access_token(ring, sub="u", tid="t", roles=[], issuer=ISSUER, now=NOW)
+    cache.verify(ring, token, issuer=ISSUER, now=NOW)
+    ring.rotate(NOW + timedelta(seconds=1))
+    ring.rotate(NOW + timedelta(days=2))  # the first key is dropped from the ring
+    with pytest.raises(TokenError) as info:
+        cache.verify(ring, token, issuer=ISSUER, now=NOW + timedelta(seconds=2))
+    assert info.value.reason is Reason.UNKNOWN_KEY
+
+
+def test_cache_is_per_issuer_and_refuses_what_it_never_verified(ring: KeyRing) -> None:
+    cache = VerifiedTokens()
+    token, _ = issue_access_token(ring, sub="u", tid="t", roles=[], issuer=ISSUER, now=NOW)
+    cache.verify(ring, token, issuer=ISSUER, now=NOW)
+    with pytest.raises(TokenError) as info:
+        cache.verify(ring, token, issuer="https://other.example.com", now=NOW)
+    assert info.value.reason is Reason.ISSUER
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(TokenError):
+        cache.verify(ring, tampered, issuer=ISSUER, now=NOW)
+
+
+def test_cache_keeps_only_the_most_recent_tokens(ring: KeyRing) -> None:
+    cache = VerifiedTokens(size=2)
+    tokens = [
+        issue_access_token(ring, sub=f"u{n}", tid="t", roles=[], issuer=ISSUER, now=NOW)[0]
+        for n in range(3)
+    ]
+    for token in tokens:
+        cache.verify(ring, token, issuer=ISSUER, now=NOW)
+    assert len(cache._entries) == 2
+    assert (ISSUER, tokens[0]) not in cache._entries

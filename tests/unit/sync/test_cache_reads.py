@@ -96,7 +96,8 @@ def test_a_file_from_before_parked_by_is_filled_from_its_log(tmp_path: Path) -> 
     cache.close()
     conn = sqlite3.connect(tmp_path / "cache.sqlite3")
     conn.execute("ALTER TABLE tickets DROP COLUMN parked_by")  # the version 1 schema
-    conn.executescript(  # without what version 3 adds
+    conn.execute("DROP TABLE snapshot")
+    conn.executescript(  # without what version 4 adds
         "DROP INDEX ix_events_ticket_id; ALTER TABLE events DROP COLUMN ticket_id;"
         " DROP TABLE kpi_facts; DROP TABLE kpi_meta;"
     )
