@@ -2,16 +2,17 @@
 
 A ticket's facts depend only on its own events, so each write rewrites the rows of
 the tickets it touched from their accepted history (``queue_events.ticket_id`` is
-indexed), in the caller's transaction, after the new events were inserted.
+indexed): the events before the new ones from the log, the new ones as the caller
+has them already parsed; in the caller's transaction.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, insert, select
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from core.errors import MalformedEvent
@@ -23,31 +24,49 @@ _CHUNK = 500
 FACTS = cast(Table, KpiFact.__table__)
 
 
+_EVENTS = cast(Table, QueueEvent.__table__).c
+# Built once on table columns: this runs for every pushed batch and every ticket action.
+_EARLIER_HISTORY = (
+    select(_EVENTS.payload)
+    .where(
+        _EVENTS.ticket_id.in_(bindparam("ids", expanding=True)),
+        _EVENTS.branch_id == bindparam("branch_id"),
+        _EVENTS.status == "accepted",
+        _EVENTS.server_seq < bindparam("before"),
+    )
+    .order_by(_EVENTS.server_seq)
+)
+_DROP_FACTS = delete(FACTS).where(FACTS.c.ticket_id.in_(bindparam("ids", expanding=True)))
+
+
 def write_facts(
     session: Session | Connection,
     tenant_id: uuid.UUID,
     branch_id: uuid.UUID,
     time_zone: str,
-    events: Iterable[EventBase],
+    events: Sequence[EventBase],
+    first_seq: int,
 ) -> None:
-    """Rewrite the facts of every ticket ``events`` name."""
-    named = {getattr(e, "ticket_id", None) for e in events}
-    ids = sorted(uuid.UUID(t) for t in named if isinstance(t, str))
+    """Rewrite the facts of every ticket ``events`` name.
+
+    ``events`` are the ones just accepted, in order, the first with ``server_seq``
+    ``first_seq``: only the history before them is read back (and parsed) from the
+    log, and the rows go in with one ``executemany`` per chunk of tickets.
+    """
+    fresh: dict[str, list[EventBase]] = {}
+    for event in events:
+        ticket_id = getattr(event, "ticket_id", None)
+        if isinstance(ticket_id, str):
+            fresh.setdefault(ticket_id, []).append(event)
+    ids = sorted(fresh)
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        history = [
-            parse_event(payload)
-            for (payload,) in session.execute(
-                select(QueueEvent.payload)
-                .where(
-                    QueueEvent.ticket_id.in_(chunk),
-                    QueueEvent.branch_id == branch_id,
-                    QueueEvent.status == "accepted",
-                )
-                .order_by(QueueEvent.server_seq)
-            )
-        ]
-        session.execute(delete(KpiFact).where(KpiFact.ticket_id.in_(chunk)))
+        keys = [uuid.UUID(t) for t in chunk]
+        params = {"ids": keys, "branch_id": branch_id, "before": first_seq}
+        history = [parse_event(p) for (p,) in session.execute(_EARLIER_HISTORY, params)]
+        for ticket_id in chunk:
+            history.extend(fresh[ticket_id])
+        session.execute(_DROP_FACTS, {"ids": keys})
         insert_facts(session, tenant_id, branch_id, fact_rows(history, time_zone))
 
 

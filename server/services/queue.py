@@ -227,7 +227,7 @@ def _record(
     tenant_id, branch_id = lease.branch.tenant_id, lease.branch.id
     write_events(session, tenant_id, branch_id, rows)
     write_tickets(session, tenant_id, branch_id, lease.state, events)
-    write_facts(session, tenant_id, branch_id, str(lease.state.time_zone), events)
+    write_facts(session, tenant_id, branch_id, str(lease.state.time_zone), events, seqs[0])
     lease.advanced(seqs[-1], events[-1].id)
 
 

@@ -105,9 +105,12 @@ def append_events(
         tenant_id, branch_id = lease.branch.tenant_id, lease.branch.id
         write_events(session, tenant_id, branch_id, rows)
         write_tickets(session, tenant_id, branch_id, lease.state, accepted)
-        write_facts(session, tenant_id, branch_id, str(lease.state.time_zone), accepted)
         if accepted:
-            last = [row for row in rows if row.server_seq is not None][-1]
+            numbered = [row for row in rows if row.server_seq is not None]
+            zone = str(lease.state.time_zone)
+            first_seq = numbered[0].server_seq or 0
+            write_facts(session, tenant_id, branch_id, zone, accepted, first_seq)
+            last = numbered[-1]
             lease.advanced(last.server_seq or 0, last.event.id)
         fresh = [
             AppendResult(
