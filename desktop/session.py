@@ -35,6 +35,7 @@ from sync.client.credentials import (
     verify_offline,
 )
 from sync.client.reports_api import BranchRow
+from sync.client.tls import client_verify
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,8 @@ class Authenticator:
             assert self.session is not None
             return self.session
         await self.close()
-        self._client = httpx.AsyncClient(base_url=server_url, timeout=self._timeout)
+        self._client = httpx.AsyncClient(
+            base_url=server_url, timeout=self._timeout, verify=client_verify()
+        )
         self.session = AuthSession(self._client, self.store)
         return self.session

@@ -15,21 +15,19 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core.commands import Command, IssueTicket
 from core.errors import DomainError
 from core.events import Customer, EventBase, TicketIssued
 from core.machine import apply, decide
-from core.state import BranchState
+from core.state import BranchState, ServiceConfig
 from core.values import BusinessDay, Channel, PriorityClass
 from server.models import (
     Device,
     NumberLease,
-    Service,
     allocate_server_seqs,
     utc_now,
 )
@@ -116,14 +114,14 @@ def issue_ticket(
     """
     at = at or utc_now()
     with (states or BRANCH_STATES).use(session, tenant_id, branch_id, lock=True) as lease:
-        service = _find_service(session, lease.branch, service_id)
-        if not service.active:
+        service = _find_service(lease, service_id)
+        if service.id in lease.config.inactive:
             raise DomainError(f"{service.name} is not taking tickets")
         day = BusinessDay.of(at, lease.state.time_zone, lease.state.day_starts_at_min).day
         number, new_block = next_server_number(session, lease, service.code, day)
         command = IssueTicket(
             at=at,
-            service_id=str(service.id),
+            service_id=service.id,
             number=number,
             channel=channel,
             priority=priority,
@@ -236,12 +234,6 @@ TICKET_BRANCH = select(_TICKETS.branch_id).where(
     _TICKETS.id == bindparam("ticket_id"), _TICKETS.tenant_id == bindparam("tenant_id")
 )
 """The branch of a ticket of the tenant (params ``ticket_id``, ``tenant_id``)."""
-_SERVICES = Service.__table__.c
-_SERVICE = select(_SERVICES.id, _SERVICES.name, _SERVICES.code, _SERVICES.active).where(
-    _SERVICES.id == bindparam("service_id"),
-    _SERVICES.branch_id == bindparam("branch_id"),
-    _SERVICES.tenant_id == bindparam("tenant_id"),
-)
 _DEVICES = Device.__table__.c
 _DEVICE = select(_DEVICES.id).where(
     _DEVICES.id == bindparam("device_id"),
@@ -250,13 +242,12 @@ _DEVICE = select(_DEVICES.id).where(
 )
 
 
-def _find_service(session: Session, branch: BranchInfo, service_id: IdLike) -> Row[Any]:
-    """The service's id, name, code and active flag (columns: this runs per ticket)."""
+def _find_service(lease: BranchLease, service_id: IdLike) -> ServiceConfig:
+    """The service of the branch, from the config the lease was checked out with."""
     sid = as_uuid(service_id, "service")
-    params = {"service_id": sid, "branch_id": branch.id, "tenant_id": branch.tenant_id}
-    service = session.connection().execute(_SERVICE, params).one_or_none()
+    service = lease.config.service(str(sid))
     if service is None:
-        raise NotFoundInTenant(f"There is no service {sid} in branch {branch.name}")
+        raise NotFoundInTenant(f"There is no service {sid} in branch {lease.branch.name}")
     return service
 
 

@@ -81,7 +81,7 @@ def write_events(
             }
         )
     # The table, not the entity: a plain executemany, without the ORM's bulk machinery.
-    session.execute(insert(QueueEvent.__table__), values)
+    session.connection().execute(_INSERT_EVENT, values)
     if any(row.server_seq is not None for row in rows):
         mark_appended(session, branch_id)  # wakes live sync streams after the commit
 
@@ -103,8 +103,8 @@ def write_tickets(
         elif isinstance(ticket_id, str) and ticket_id not in issued:
             touched[ticket_id] = None
     if issued:
-        session.execute(
-            insert(Ticket.__table__),
+        session.connection().execute(
+            _INSERT_TICKET,
             [_new_row(tenant_id, branch_id, state.tickets[tid]) for tid in issued],
         )
     if touched:
@@ -113,9 +113,11 @@ def write_tickets(
             {"ticket_id": uuid.UUID(tid), **_changing(state.tickets[tid]), "updated_at": now}
             for tid in touched
         ]
-        session.execute(_UPDATE_TICKET, changes)  # one executemany for the whole batch
+        session.connection().execute(_UPDATE_TICKET, changes)  # one executemany for the batch
 
 
+_INSERT_EVENT = insert(QueueEvent.__table__)
+_INSERT_TICKET = insert(Ticket.__table__)
 _UPDATE_TICKET = (
     update(Ticket.__table__)
     .where(Ticket.__table__.c.id == bindparam("ticket_id"))

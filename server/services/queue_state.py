@@ -91,6 +91,12 @@ class BranchConfig:
     day_starts_at_min: int
     services: tuple[ServiceConfig, ...]
     counters: tuple[CounterConfig, ...]
+    # Services not taking tickets now. Not part of what the state is built from:
+    # switching a service off or on does not rebuild the state.
+    inactive: frozenset[str] = field(default=frozenset(), compare=False)
+
+    def service(self, service_id: str) -> ServiceConfig | None:
+        return next((s for s in self.services if s.id == service_id), None)
 
     def new_state(self, branch_id: uuid.UUID) -> BranchState:
         return BranchState.new(
@@ -125,6 +131,7 @@ _CONFIG_SERVICES = (
         _SERVICES.code,
         _SERVICES.name,
         _SERVICES.target_wait_s,
+        _SERVICES.active,
     )
     .where(_SERVICES.branch_id == bindparam("branch_id"))
     .order_by(_SERVICES.id)
@@ -197,12 +204,14 @@ def read_config(session: Session, branch: BranchInfo) -> BranchConfig:
         time_zone=time_zone,
         day_starts_at_min=day_starts_at,
         services=tuple(
-            ServiceConfig(_id_text(sid), code, name, target) for sid, code, name, target in services
+            ServiceConfig(_id_text(sid), code, name, target)
+            for sid, code, name, target, _ in services
         ),
         counters=tuple(
             CounterConfig(_id_text(cid), name, tuple(str(s) for s in _json_list(profile)))
             for cid, name, profile in counters
         ),
+        inactive=frozenset(_id_text(row[0]) for row in services if not row[4]),
     )
     _CONFIGS[branch.id] = (raw, config)
     return config

@@ -29,6 +29,7 @@ import importlib
 import json
 import logging
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
@@ -52,7 +53,7 @@ from sync.client.store import events, snapshot
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the body's layout changes
+FORMAT = 2  # bump when the body's layout changes
 
 # The fields this codec writes, in order; core growing or losing one disables snapshots
 # (see fingerprint) until this module learns it, rather than dropping it silently.
@@ -295,41 +296,73 @@ _PRIORITIES = {int(p): p for p in PriorityClass}
 _STATUSES = {s.value: s for s in TicketStatus}
 
 
-def _key(value: list[Any] | None) -> Any:
-    return None if value is None else tuple(value)
+class _Shared:
+    """One object per repeated value while decoding: the JSON parser makes a new
+    string for every occurrence, and 100,000 tickets repeat a handful of service
+    ids, days and counter ids (and each ticket id again in its queue key)."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+        self.days: dict[str, date] = {}
+
+    def text(self, value: str | None) -> str | None:
+        return None if value is None else self.texts.setdefault(value, value)
+
+    def day(self, value: str) -> date:
+        found = self.days.get(value)
+        if found is None:
+            found = self.days[value] = date.fromisoformat(value)
+        return found
 
 
-def _unticket(r: list[Any]) -> Ticket:
+def _key_of(value: list[Any] | None, ticket_id: str) -> Any:
+    # The last element of a queue key is the ticket's id: use the ticket's own string.
+    if value is None:
+        return None
+    return (*value[:-1], ticket_id) if value[-1] == ticket_id else tuple(value)
+
+
+def _unticket(r: list[Any], shared: _Shared | None = None) -> Ticket:
     # The values were validated when their events were parsed: rebuild them as they were.
+    shared = shared or _Shared()
     customer = None if r[8] is None else Customer.model_construct(**r[8])
+    ticket_id = r[0]
+    issued_at = datetime.fromisoformat(r[6])
+    # A ticket joins its first queue when it is issued: one datetime for both.
+    segment_started_at = issued_at if r[11] == r[6] else _instant(r[11])
     return Ticket(
-        r[0],
+        ticket_id,
         r[1],
-        r[2],
-        date.fromisoformat(r[3]),
+        shared.text(r[2]) or r[2],
+        shared.day(r[3]),
         _CHANNELS[r[4]],
         _PRIORITIES[r[5]],
-        datetime.fromisoformat(r[6]),
+        issued_at,
         _instant(r[7]),
         customer,
         _STATUSES[r[9]],
-        r[10],
-        _instant(r[11]),
+        shared.text(r[10]),
+        segment_started_at,
         _instant(r[12]),
         _instant(r[13]),
         _instant(r[14]),
         r[15],
         r[16],
         r[17],
-        _key(r[18]),
-        _key(r[19]),
-        r[20],
+        _key_of(r[18], ticket_id),
+        _key_of(r[19], ticket_id),
+        shared.text(r[20]),
     )
 
 
 def encode(state: BranchState) -> str:
-    """``state`` as JSON text (the waiting index is rebuilt from the tickets' queue keys)."""
-    body = {
+    """``state`` as JSON lines (the waiting index is rebuilt from the tickets' queue keys).
+
+    The first line holds the branch, its services and counters; then one line per
+    ticket ("T" + JSON array) and per issued number ("N" + JSON array). Lines let
+    :func:`decode` parse one row at a time.
+    """
+    header = {
         "branch_id": state.branch_id,
         "time_zone": state.time_zone.value,
         "day_starts_at_min": state.day_starts_at_min,
@@ -347,32 +380,44 @@ def encode(state: BranchState) -> str:
             ]
             for c in state.counters.values()
         ],
-        "tickets": [_ticket(t) for t in state.tickets.values()],
-        "numbers": [[day.isoformat(), n, tid] for (day, n), tid in state.numbers.items()],
         "queues": list(state.waiting.queues),  # services with a queue, even an empty one
     }
-    return json.dumps(body, separators=(",", ":"))
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    lines = [dumps(header)]
+    lines.extend("T" + dumps(_ticket(t)) for t in state.tickets.values())
+    lines.extend("N" + dumps([day.isoformat(), n, tid]) for (day, n), tid in state.numbers.items())
+    return "\n".join(lines)
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text``, one at a time (``io.StringIO`` would copy the whole text)."""
+    start = 0
+    while (end := text.find("\n", start)) >= 0:
+        yield text[start:end]
+        start = end + 1
+    yield text[start:]
 
 
 def decode(text: str) -> BranchState:
-    body = json.loads(text)
-    # Each decoded row is let go as soon as its ticket is built: the parsed JSON of
-    # 100,000 tickets and the tickets themselves are never all in memory at once.
-    rows: list[Any] = body.pop("tickets")
+    # One line at a time: the parsed JSON of 100,000 tickets is never in memory at
+    # once, only the ticket being built.
+    lines = _lines(text)
+    body = json.loads(next(lines))
     tickets: dict[str, Ticket] = {}
-    for index, row in enumerate(rows):
-        tickets[row[0]] = _unticket(row)
-        rows[index] = None
-    del rows
-    rows = body.pop("numbers")
     numbers: dict[tuple[date, str], str] = {}
-    days: dict[str, date] = {}
-    for index, (day, n, tid) in enumerate(rows):
-        on = days.get(day) or days.setdefault(day, date.fromisoformat(day))
-        known = tickets.get(tid)
-        numbers[(on, n)] = known.id if known is not None else tid  # one string per id
-        rows[index] = None
-    del rows
+    shared = _Shared()
+    for line in lines:
+        kind, row = line[:1], json.loads(line[1:])
+        if kind == "T":
+            tickets[row[0]] = _unticket(row, shared)
+        elif kind == "N":
+            day, n, tid = row
+            known = tickets.get(tid)
+            if known is not None and known.number == n:
+                n, tid = known.number, known.id  # one string per number and per id
+            numbers[(shared.day(day), n)] = tid
+        else:
+            raise ValueError(f"unknown snapshot line kind {kind!r}")
     general: dict[str, list[Any]] = {s: [] for s in body["queues"]}
     appointments: dict[str, list[Any]] = {s: [] for s in body["queues"]}
     for t in tickets.values():

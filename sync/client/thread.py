@@ -35,6 +35,7 @@ from sync.client.cache import LocalCache
 from sync.client.connectivity import ConnectionState, SyncListener, SyncStats
 from sync.client.credentials import CredentialStore, MemoryCredentialStore
 from sync.client.engine import EngineSettings, SyncEngine
+from sync.client.tls import client_verify
 
 SessionFactory = Callable[[httpx.AsyncClient], Awaitable[TokenSource]]
 """Signs in on the sync thread's client and returns the session (an AuthSession)."""
@@ -248,7 +249,7 @@ class SyncThread:
             async with httpx.AsyncClient(
                 base_url=config.server_url,
                 timeout=config.http_timeout_s,
-                verify=config.verify,
+                verify=client_verify(config.verify),
                 trust_env=config.trust_env,
             ) as client:
                 session = _LazySession(config.session_factory, client)

@@ -536,6 +536,29 @@ def test_branch_config_is_reused_until_a_service_or_counter_changes(desk: Desk) 
     assert renamed.counters == edited.counters
 
 
+def test_a_service_switched_off_takes_no_tickets_until_switched_on(desk: Desk) -> None:
+    seed = desk.seed
+    desk.issue()
+
+    def switch(active: bool) -> None:
+        with session_scope(desk.factory) as s:
+            service = s.get(Service, uuid.UUID(seed.accounts))
+            assert service is not None
+            service.active = active
+
+    with session_scope(desk.factory) as s:
+        before = desk.states.load(s, seed.tenant_id, seed.branch_id)
+    switch(False)
+    with pytest.raises(DomainError, match="Accounts is not taking tickets"):
+        desk.issue()
+    assert desk.issue(seed.loans).number == "L001"  # the other service still does
+    switch(True)
+    assert desk.issue().number == "A002"
+    with session_scope(desk.factory) as s:
+        # Switching a service off and on again did not rebuild the branch state.
+        assert desk.states.load(s, seed.tenant_id, seed.branch_id) is before
+
+
 def test_queue_state_module_keeps_one_cache_per_process() -> None:
     assert isinstance(queue_state.BRANCH_STATES, BranchStates)
 

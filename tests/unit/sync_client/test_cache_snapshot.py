@@ -193,9 +193,12 @@ def test_an_unreadable_snapshot_is_replaced_by_a_replay(tmp_path: Path) -> None:
 def test_a_snapshot_that_disagrees_with_the_projection_is_dropped(tmp_path: Path) -> None:
     cache = saved_cache(tmp_path)
     conn = sqlite3.connect(cache.path)
-    body = json.loads(conn.execute("SELECT body FROM snapshot").fetchone()[0])
-    body["tickets"][0][9] = "cancelled"  # a well-formed lie about one ticket
-    text = json.dumps(body)
+    lines = conn.execute("SELECT body FROM snapshot").fetchone()[0].split("\n")
+    first = next(i for i, line in enumerate(lines) if line.startswith("T"))
+    row = json.loads(lines[first][1:])
+    row[9] = "cancelled"  # a well-formed lie about one ticket
+    lines[first] = "T" + json.dumps(row)
+    text = "\n".join(lines)
     conn.execute("UPDATE snapshot SET body = ?, crc = ?", (text, zlib.crc32(text.encode())))
     conn.commit()
     conn.close()
@@ -318,3 +321,32 @@ def test_a_file_without_kpi_facts_gets_them_from_its_log_and_keeps_its_snapshot(
     assert reopened.snapshot_used
     assert facts(cache.path) == expected  # neither lost nor written twice
     reopened.close()
+
+
+def test_a_snapshot_with_a_line_of_unknown_kind_is_not_used(tmp_path: Path) -> None:
+    cache = saved_cache(tmp_path)
+    conn = sqlite3.connect(cache.path)
+    text = conn.execute("SELECT body FROM snapshot").fetchone()[0] + '\nX["?"]'
+    conn.execute("UPDATE snapshot SET body = ?, crc = ?", (text, zlib.crc32(text.encode())))
+    conn.commit()
+    conn.close()
+
+    reopened = LocalCache.open(cache.path, BRANCH)
+
+    assert not reopened.snapshot_used
+    assert_same_memory(reopened, replayed(cache.path))
+
+
+def test_the_body_is_a_header_then_one_line_per_ticket_and_number() -> None:
+    desk = busy_desk()
+    header, *rows = snapshot.encode(desk.state).split("\n")
+    assert json.loads(header)["branch_id"] == desk.state.branch_id
+    tickets = [json.loads(r[1:]) for r in rows if r.startswith("T")]
+    numbers = [json.loads(r[1:]) for r in rows if r.startswith("N")]
+    assert len(tickets) + len(numbers) == len(rows)
+    assert [t[0] for t in tickets] == list(desk.state.tickets)
+    assert len(numbers) == len(desk.state.numbers)
+    decoded = snapshot.decode(snapshot.encode(desk.state))
+    for ticket in decoded.tickets.values():  # repeated values are shared, not copied
+        if ticket.queue_key is not None:
+            assert ticket.queue_key[-1] is ticket.id
