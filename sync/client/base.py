@@ -155,9 +155,9 @@ class CacheFile:
                 projection.rewrite(conn, live, unsynced)
                 if self._replica.reference is not None:
                     projection.write_services(conn, self._replica.reference)
-                kpi_store.rebuild_facts(conn, self._zone(), self._replica.tail)
+                kpi_store.rebuild_facts(conn, self._zone(), self._replica.tail, self._targets())
             else:
-                kpi_store.write_facts(conn, self._zone(), self._replica.tail, ())
+                kpi_store.write_facts(conn, self._zone(), self._replica.tail, (), self._targets())
 
     def _load(self, conn: Connection, use_snapshot: bool = True) -> Outcome:
         """Rebuild every piece of memory from the file, within ``conn``'s transaction."""
@@ -255,11 +255,14 @@ class CacheFile:
         live = self._replica.live
         projection.write_tickets(conn, live, touched, unsynced)
         self._counters_written = projection.write_counters(conn, live, self._counters_written)
-        kpi_store.write_facts(conn, self._zone(), self._replica.tail, touched)
+        kpi_store.write_facts(conn, self._zone(), self._replica.tail, touched, self._targets())
         self._note(touched)
 
     def _zone(self) -> str:
         return str(self._replica.live.time_zone)
+
+    def _targets(self) -> dict[str, int | None]:
+        return {s.id: s.target_wait_s for s in self._replica.live.services.values()}
 
     def _note(self, ticket_ids: Iterable[str]) -> None:
         """Log that the rows of ``ticket_ids`` were (re)written.

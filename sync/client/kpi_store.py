@@ -6,19 +6,42 @@ the confirmed events (``events.ticket_id`` is indexed) then the outbox entries t
 still apply. Rows are bucketed in the branch's zone; when the zone the rows were
 written in (``kpi_meta``) is not the live one (new file, new reference data), every
 row is rebuilt. Runs inside the cache's write transaction, like the projection.
+
+``kpi_hours`` keeps the counts of the facts per hour, service, counter and staff
+member: each rewrite subtracts the counts of the rows it deletes and adds those of
+the rows it writes, so report counts read a few thousand rows instead of every
+fact. Its SLA counts depend on the services' targets, kept with it in ``kpi_meta``;
+other targets (or the zone) mean counting it again from the facts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.events import EventBase, parse_event
 from core.kpi_rows import FactRow, fact_rows
 from sync.client.replica import OutboxEntry, ticket_of
-from sync.client.store import events, kpi_facts, kpi_meta
+from sync.client.store import HOUR_COUNTS, events, kpi_facts, kpi_hours, kpi_meta
+
+Targets = Mapping[str, int | None]
+T = TypeVar("T")
+# The fact columns the hourly counts are taken from, in this order.
+_COUNTED = (
+    "kind",
+    "service_id",
+    "counter_id",
+    "staff_id",
+    "local_day",
+    "hour_start",
+    "value",
+    "no_show",
+)
+_HourKey = tuple[int, str, str, str, str]  # hour_start, service, counter, staff, local_day
 
 
 def fact_row_dict(row: FactRow) -> dict[str, Any]:
@@ -37,13 +60,19 @@ def fact_row_dict(row: FactRow) -> dict[str, Any]:
 
 
 def write_facts(
-    conn: Connection, time_zone: str, tail: Sequence[OutboxEntry], ticket_ids: Iterable[str]
+    conn: Connection,
+    time_zone: str,
+    tail: Sequence[OutboxEntry],
+    ticket_ids: Iterable[str],
+    targets: Targets,
 ) -> None:
     """Rewrite the facts of ``ticket_ids`` (all of them when the zone changed)."""
-    stored_zone = conn.execute(select(kpi_meta.c.time_zone)).scalar_one_or_none()
-    if stored_zone != time_zone:
-        rebuild_facts(conn, time_zone, tail)
+    meta = conn.execute(select(kpi_meta.c.time_zone, kpi_meta.c.targets)).first()
+    if meta is None or meta.time_zone != time_zone:
+        rebuild_facts(conn, time_zone, tail, targets)
         return
+    if meta.targets != targets_key(targets):
+        rebuild_hours(conn, targets)
     ids = sorted(set(ticket_ids))
     if not ids:
         return
@@ -55,12 +84,21 @@ def write_facts(
         history.extend(parse_event(body) for (body,) in conn.execute(query))
     wanted = set(ids)
     history.extend(e.event for e in tail if e.applies and ticket_of(e.event) in wanted)
+    counts: dict[_HourKey, list[int]] = {}
+    columns = [kpi_facts.c[name] for name in _COUNTED]
     for chunk in _chunks(ids, 500):
+        old = conn.execute(select(*columns).where(kpi_facts.c.ticket_id.in_(chunk)))
+        _count(counts, old, targets, -1)
         conn.execute(delete(kpi_facts).where(kpi_facts.c.ticket_id.in_(chunk)))
-    _insert(conn, fact_rows(history, time_zone))
+    rows = fact_rows(history, time_zone)
+    _insert(conn, rows)
+    _count(counts, (_counted(r) for r in rows), targets, 1)
+    _add_hours(conn, counts)
 
 
-def rebuild_facts(conn: Connection, time_zone: str, tail: Sequence[OutboxEntry]) -> None:
+def rebuild_facts(
+    conn: Connection, time_zone: str, tail: Sequence[OutboxEntry], targets: Targets
+) -> None:
     """Every fact row again, from the confirmed log and the applying tail."""
     conn.execute(delete(kpi_facts))
     query = (
@@ -68,9 +106,117 @@ def rebuild_facts(conn: Connection, time_zone: str, tail: Sequence[OutboxEntry])
     )
     history = [parse_event(body) for (body,) in conn.execute(query)]
     history.extend(e.event for e in tail if e.applies and ticket_of(e.event) is not None)
-    _insert(conn, fact_rows(history, time_zone))
+    rows = fact_rows(history, time_zone)
+    _insert(conn, rows)
     conn.execute(delete(kpi_meta))
     conn.execute(insert(kpi_meta).values(id=1, time_zone=time_zone))
+    _write_hours(conn, (_counted(r) for r in rows), targets)
+
+
+def rebuild_hours(conn: Connection, targets: Targets) -> None:
+    """``kpi_hours`` counted again from every stored fact (the targets changed)."""
+    columns = [kpi_facts.c[name] for name in _COUNTED]
+    _write_hours(conn, conn.execute(select(*columns)), targets)
+
+
+def hour_counts(rows: Iterable[Sequence[Any]], targets: Targets) -> dict[_HourKey, list[int]]:
+    """The ``kpi_hours`` counts of fact rows given as :data:`_COUNTED` columns."""
+    counts: dict[_HourKey, list[int]] = {}
+    _count(counts, rows, targets, 1)
+    return {k: v for k, v in counts.items() if v[0]}
+
+
+def targets_key(targets: Targets) -> str:
+    """The targets as ``kpi_meta.targets`` keeps them (only the services with one)."""
+    return json.dumps(sorted((s, t) for s, t in targets.items() if t is not None))
+
+
+def _write_hours(conn: Connection, rows: Iterable[Sequence[Any]], targets: Targets) -> None:
+    conn.execute(delete(kpi_hours))
+    found = hour_counts(rows, targets)
+    if found:
+        conn.execute(insert(kpi_hours), [_hour_dict(k, v) for k, v in found.items()])
+    conn.execute(update(kpi_meta).values(targets=targets_key(targets)))
+
+
+def _count(
+    counts: dict[_HourKey, list[int]],
+    rows: Iterable[Sequence[Any]],
+    targets: Targets,
+    sign: int,
+) -> None:
+    """Add ``sign`` times the counts of ``rows`` to ``counts``.
+
+    The same rules as the fact aggregate of :mod:`sync.client.reports`: a segment
+    with a value was called; it is SLA-eligible when its service has a target.
+    """
+    for kind, service, counter, staff, day, hour, value, no_show in rows:
+        key = (hour, service or "", counter or "", staff or "", day)
+        found = counts.get(key)
+        if found is None:
+            found = counts[key] = [0] * len(HOUR_COUNTS)
+        found[0] += sign
+        if kind == "segment":
+            if no_show:
+                found[4] += sign
+            if value is not None:
+                found[2] += sign
+                target = targets.get(service) if service is not None else None
+                if target is not None:
+                    found[9] += sign
+                    if value <= target:
+                        found[10] += sign
+        else:
+            found[_KIND_COUNT[kind]] += sign
+
+
+_KIND_COUNT = {
+    "issued": 1,
+    "completion": 3,
+    "cancelled": 5,
+    "abandoned": 6,
+    "transfer": 7,
+    "recall": 8,
+}
+
+
+def _add_hours(conn: Connection, counts: dict[_HourKey, list[int]]) -> None:
+    changed = [_hour_dict(k, v) for k, v in counts.items() if any(v)]
+    if not changed:
+        return
+    upsert = sqlite_insert(kpi_hours)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=list(kpi_hours.primary_key),
+        set_={name: kpi_hours.c[name] + upsert.excluded[name] for name in HOUR_COUNTS},
+    )
+    conn.execute(upsert, changed)
+    hours = sorted({k[0] for k, v in counts.items() if any(v)})
+    for chunk in _chunks(hours, 500):
+        conn.execute(
+            delete(kpi_hours).where(kpi_hours.c.hour_start.in_(chunk), kpi_hours.c.facts <= 0)
+        )
+
+
+def _hour_dict(key: _HourKey, counts: list[int]) -> dict[str, Any]:
+    hour, service, counter, staff, day = key
+    found: dict[str, Any] = dict(zip(HOUR_COUNTS, counts, strict=True))
+    found.update(
+        hour_start=hour, service_id=service, counter_id=counter, staff_id=staff, local_day=day
+    )
+    return found
+
+
+def _counted(row: FactRow) -> tuple[Any, ...]:
+    return (
+        row.kind,
+        row.service_id,
+        row.counter_id,
+        row.staff_id,
+        row.local_day.isoformat(),
+        row.hour_start,
+        row.value,
+        int(row.no_show),
+    )
 
 
 def counter_events(conn: Connection, tail: Sequence[OutboxEntry]) -> list[EventBase]:
@@ -86,6 +232,6 @@ def _insert(conn: Connection, rows: list[FactRow]) -> None:
         conn.execute(insert(kpi_facts), [fact_row_dict(r) for r in rows])
 
 
-def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
+def _chunks(values: list[T], size: int) -> Iterable[list[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]

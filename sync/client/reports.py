@@ -1,24 +1,25 @@
-"""Branch reports from the local cache: SQL over ``kpi_facts``, offline.
+"""Branch reports from the local cache: SQL over ``kpi_facts`` and ``kpi_hours``, offline.
 
-Counts, SLA and served-per-hour are SQL aggregates grouped by the report key; the
-waits and service times come back sorted from SQL and become distributions with
-:class:`core.kpi.Distribution` (nearest rank and an exact mean, as the reference
-computes them). Pauses are folded from the few counter events. The result equals
-:func:`core.kpi_rows.reference` over the live events.
+Counts, SLA and served-per-hour are SQL aggregates grouped by the report key, over
+the hourly counts of ``kpi_hours`` when they were counted with the report's zone and
+targets (otherwise over the facts themselves). The waits and service times of each
+group are read in one query per kind through the DB-API cursor (from the
+``(kind, local_day, value)`` index when only days filter them) and become
+distributions with :class:`core.kpi.Distribution` (nearest rank and an exact mean,
+as the reference computes them). Pauses are folded from the few counter events. The
+result equals :func:`core.kpi_rows.reference` over the live events.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
-from itertools import groupby
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Integer,
-    Select,
     and_,
     case,
     cast,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    true,
 )
 
 from core.events import EventBase
@@ -40,9 +42,11 @@ from core.kpi_rows import (
     hour_key,
     pause_groups,
 )
-from sync.client.store import kpi_facts
+from sync.client.kpi_store import targets_key
+from sync.client.store import HOUR_COUNTS, kpi_facts, kpi_hours, kpi_meta
 
 f = kpi_facts.c
+h = kpi_hours.c
 
 
 def branch_report(
@@ -56,24 +60,16 @@ def branch_report(
 ) -> dict[GroupKey, KpiReport]:
     """KPIs per ``key`` (one group ``ALL`` when None, present even when empty)."""
     filters = filters or Filters()
-    group = _key_column(key)
-    where = _where(filters, group)
+    hours = _hours_current(conn, targets, time_zone)
     parts: dict[GroupKey, GroupParts] = {}
-    for k, counts in _counts(conn, group, key, where, targets):
+    for k, counts in _group_counts(conn, key, filters, targets, hours):
         parts[_key(k, key, time_zone)] = GroupParts(counts)
 
     for kind, attr in (("segment", "waits"), ("completion", "service_times")):
-        values_query = _values(group, where, kind)
-        for k, rows in groupby(conn.execute(values_query), key=lambda r: r[0]):
-            setattr(parts[_key(k, key, time_zone)], attr, [r[1] for r in rows])
+        for k, values in _values(conn, key, filters, kind).items():
+            setattr(parts[_key(k, key, time_zone)], attr, values)
 
-    by = [] if key is None else [group]
-    hours_query = (
-        select(group, f.hour_start, func.count())
-        .where(where, f.kind == "completion")
-        .group_by(*by, f.hour_start)
-    )
-    for k, hour, served in conn.execute(hours_query):
+    for k, hour, served in _served_by_hour(conn, key, filters, hours):
         found = parts[_key(k, key, time_zone)]
         found.served_by_hour = found.served_by_hour or {}
         found.served_by_hour[hour_key(hour, time_zone)] = served
@@ -99,9 +95,11 @@ def counts_by(
     For charts over many groups (arrivals and served per hour, SLA per day), where
     fetching every wait of every group would be wasted.
     """
-    group = _key_column(key)
-    where = _where(filters or Filters(), group)
-    found = {_key(k, key, time_zone): c for k, c in _counts(conn, group, key, where, targets)}
+    hours = _hours_current(conn, targets, time_zone)
+    found = {
+        _key(k, key, time_zone): c
+        for k, c in _group_counts(conn, key, filters or Filters(), targets, hours)
+    }
     return dict(sorted(found.items()))
 
 
@@ -128,6 +126,130 @@ def wait_histogram(
     for found, n in conn.execute(query):
         counts[int(found)] += int(n)
     return counts
+
+
+def _hours_current(conn: Connection, targets: Mapping[str, int | None], time_zone: str) -> bool:
+    """Whether ``kpi_hours`` holds the counts of the facts for this zone and these targets."""
+    meta = conn.execute(select(kpi_meta.c.time_zone, kpi_meta.c.targets)).first()
+    return meta is not None and (meta.time_zone, meta.targets) == (
+        time_zone,
+        targets_key(targets),
+    )
+
+
+def _group_counts(
+    conn: Connection,
+    key: GroupBy | None,
+    filters: Filters,
+    targets: Mapping[str, int | None],
+    hours: bool,
+) -> Iterator[tuple[object, Counts]]:
+    if not hours:
+        group = _key_column(key)
+        return _counts(conn, group, key, _where(filters, group), targets)
+    return _hour_counts(conn, key, filters)
+
+
+def _hour_counts(
+    conn: Connection, key: GroupBy | None, filters: Filters
+) -> Iterator[tuple[object, Counts]]:
+    """:func:`_counts` from the hourly counts: sums of far fewer rows."""
+    group = _hour_key_column(key)
+    query = (
+        select(group.label("k"), *(func.coalesce(func.sum(h[n]), 0) for n in HOUR_COUNTS[1:]))
+        .where(_hours_where(filters, group, key))
+        .group_by(*([] if key is None else [group]))
+    )
+    for k, *numbers in conn.execute(query):
+        yield k, Counts(*(int(n) for n in numbers))
+
+
+def _served_by_hour(
+    conn: Connection, key: GroupBy | None, filters: Filters, hours: bool
+) -> Iterator[tuple[object, int, int]]:
+    """(raw key, hour_start, completions) of every group and hour with a completion."""
+    if hours:
+        group = _hour_key_column(key)
+        served = func.sum(h.served)
+        query = (
+            select(group, h.hour_start, served)
+            .where(_hours_where(filters, group, key))
+            .group_by(*([] if key is None else [group]), h.hour_start)
+            .having(served > 0)
+        )
+    else:
+        group = _key_column(key)
+        query = (
+            select(group, f.hour_start, func.count())
+            .where(_where(filters, group), f.kind == "completion")
+            .group_by(*([] if key is None else [group]), f.hour_start)
+        )
+    for k, hour, n in conn.execute(query):
+        yield k, int(hour), int(n)
+
+
+def _values(
+    conn: Connection, key: GroupBy | None, filters: Filters, kind: str
+) -> dict[object, list[float]]:
+    """The values of ``kind`` facts per raw group key, unsorted.
+
+    Hundreds of thousands of them for a year: read with the DB-API cursor's
+    ``fetchall``, without building a SQLAlchemy row for each.
+    """
+    group = _key_column(key)
+    picked = [f.value] if key is None else [group, f.value]
+    query = select(*picked).where(_where(filters, group), f.kind == kind, f.value.is_not(None))
+    compiled = query.compile(dialect=conn.dialect)
+    params = [compiled.params[name] for name in compiled.positiontup or ()]
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        if key is None:
+            values = [v for (v,) in cursor.fetchall()]
+            return {ALL: values} if values else {}
+        groups: dict[object, list[float]] = {}
+        for k, v in cursor.fetchall():
+            found = groups.get(k)
+            if found is None:
+                groups[k] = [v]
+            else:
+                found.append(v)
+        return groups
+    finally:
+        cursor.close()
+
+
+def _hour_key_column(key: GroupBy | None) -> ColumnElement[object]:
+    if key is None:
+        return literal_column("''")
+    return {
+        "hour": h.hour_start,
+        "day": h.local_day,
+        "service": h.service_id,
+        "counter": h.counter_id,
+        "staff": h.staff_id,
+    }[key]
+
+
+def _hours_where(
+    filters: Filters, group: ColumnElement[object], key: GroupBy | None
+) -> ColumnElement[bool]:
+    """:func:`_where` on ``kpi_hours``, where '' stands for no service, counter or staff."""
+    conditions: list[ColumnElement[bool]] = []
+    if key in ("service", "counter", "staff"):
+        conditions.append(group != "")
+    if filters.first_day is not None:
+        conditions.append(h.local_day >= filters.first_day.isoformat())
+    if filters.last_day is not None:
+        conditions.append(h.local_day <= filters.last_day.isoformat())
+    for column, wanted in (
+        (h.service_id, filters.service_id),
+        (h.counter_id, filters.counter_id),
+        (h.staff_id, filters.staff_id),
+    ):
+        if wanted is not None:
+            conditions.append(column == wanted)
+    return and_(true(), *conditions)
 
 
 def _counts(
@@ -165,14 +287,6 @@ def _counts(
     )
     for k, *numbers in conn.execute(query):
         yield k, Counts(*(int(n) for n in numbers))
-
-
-def _values(group: ColumnElement[object], where: ColumnElement[bool], kind: str) -> Select[Any]:
-    return (
-        select(group, f.value)
-        .where(where, f.kind == kind, f.value.is_not(None))
-        .order_by(group, f.value)
-    )
 
 
 def _key_column(key: GroupBy | None) -> ColumnElement[object]:

@@ -8,7 +8,8 @@ Everything a console knows lives in one file (see :mod:`sync.client.paths`):
   by a push, awaiting its pull; ``void``: refused locally on a rebase but still to
   push, because the server wants contiguous ``device_seq`` values);
 - ``tickets``, ``counters``, ``services``: the projection the console reads;
-- ``kpi_facts``, ``kpi_meta``: the KPI facts local reports aggregate (:mod:`sync.client.kpi_store`);
+- ``kpi_facts``, ``kpi_hours``, ``kpi_meta``: the KPI facts local reports aggregate and
+  their hourly counts (:mod:`sync.client.kpi_store`);
 - ``reference``, ``sync_state``, ``device``, ``number_blocks``, ``fallback_used``,
   ``alerts``: reference data, cursor, identity, offline numbers and staff alerts;
 - ``snapshot``: the confirmed state folded up to a point of ``events``, so that
@@ -165,6 +166,20 @@ services = Table(
     Column("active", Integer, nullable=False),
 )
 
+HOUR_COUNTS = (
+    "facts",  # every fact row: a group with only uncounted rows still exists
+    "issued",
+    "called",
+    "served",
+    "no_show",
+    "cancelled",
+    "abandoned",
+    "transfers",
+    "recalls",
+    "sla_eligible",
+    "sla_met",
+)
+
 # KPI facts of the live state (core.kpi_rows.FactRow), rewritten per touched ticket.
 kpi_facts = Table(
     "kpi_facts",
@@ -179,6 +194,21 @@ kpi_facts = Table(
     Column("hour_start", Integer, nullable=False),  # Unix seconds of the local hour's start
     Column("value", Float),  # wait (segment) or service time (completion), seconds
     Column("no_show", Integer, nullable=False),
+    # A group's sorted waits or service times within a day range, read from the index.
+    Index("ix_kpi_facts_kind_day_value", "kind", "local_day", "value"),
+)
+
+# The counts of kpi_facts per branch-local hour, service, counter and staff member
+# ('' for none), kept with the facts so report counts need not scan them.
+kpi_hours = Table(
+    "kpi_hours",
+    metadata,
+    Column("hour_start", Integer, primary_key=True),
+    Column("service_id", String, primary_key=True),
+    Column("counter_id", String, primary_key=True),
+    Column("staff_id", String, primary_key=True),
+    Column("local_day", String, nullable=False),
+    *(Column(name, Integer, nullable=False) for name in HOUR_COUNTS),
 )
 
 # The zone the KPI facts were bucketed in; another zone means rebuilding them.
@@ -187,6 +217,8 @@ kpi_meta = Table(
     metadata,
     Column("id", Integer, primary_key=True),  # always 1
     Column("time_zone", String, nullable=False),
+    # The SLA targets kpi_hours counted with, as JSON; NULL when it was not built.
+    Column("targets", String),
 )
 
 number_blocks = Table(

@@ -1,0 +1,83 @@
+"""The cache's hourly KPI counts stay those of its facts, and its reports the reference's."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.events import parse_event
+from core.kpi import GroupBy
+from core.kpi_rows import Filters, reference
+from sync.client.cache import LocalCache
+from sync.client.kpi_store import hour_counts
+from sync.client.store import HOUR_COUNTS
+from tests.unit.sync.builders import ACCOUNTS, BRANCH, FakeService, at, open_cache
+from tests.unit.sync_client.test_bulk_pull import ACTIONS, pull_all, run
+
+COUNTED = "kind, service_id, counter_id, staff_id, local_day, hour_start, value, no_show"
+HOURS = f"SELECT hour_start, service_id, counter_id, staff_id, local_day, {', '.join(HOUR_COUNTS)}"
+KEYS: list[GroupBy | None] = [None, "hour", "day", "service", "counter", "staff"]
+
+
+def stored_hours(target: LocalCache) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(target.path)
+    try:
+        return sorted(conn.execute(f"{HOURS} FROM kpi_hours").fetchall())
+    finally:
+        conn.close()
+
+
+def counted_hours(target: LocalCache, targets: dict[str, int | None]) -> list[tuple[Any, ...]]:
+    """``kpi_hours`` as counted afresh from the stored facts."""
+    conn = sqlite3.connect(target.path)
+    try:
+        facts = conn.execute(f"SELECT {COUNTED} FROM kpi_facts").fetchall()
+    finally:
+        conn.close()
+    return sorted((*k, *v) for k, v in hour_counts(facts, targets).items())
+
+
+def assert_reports_are_the_reference(target: LocalCache, service: FakeService) -> None:
+    events = [parse_event(p.event) for p in service.log]
+    live = service.state
+    targets = {s.id: s.target_wait_s for s in live.services.values()}
+    for key in KEYS:
+        for filters in (Filters(), Filters(service_id=ACCOUNTS)):
+            expected = reference(events, targets=targets, time_zone=live.time_zone, key=key,
+                                 filters=filters)  # fmt: skip
+            found = target.report(key=key, filters=filters)
+            assert found == expected, (key, filters)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=ACTIONS, after=ACTIONS, page_size=st.integers(1, 9), own_issues=st.integers(0, 3))
+def test_hourly_counts_are_those_of_the_facts_after_any_history(
+    before: list[tuple[str, int]],
+    after: list[tuple[str, int]],
+    page_size: int,
+    own_issues: int,
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        service = FakeService()
+        run(service, before)
+        console = open_cache(Path(tmp))
+        pull_all(service, console, page_size)
+        for i in range(own_issues):  # rewritten again when the pull confirms them
+            console.issue_ticket(ACCOUNTS, at=at(200 + i))
+        run(service, after, start=300)
+        service.sync(console)
+        pull_all(service, console, page_size)
+        targets = {s.id: s.target_wait_s for s in service.state.services.values()}
+
+        assert stored_hours(console) == counted_hours(console, targets)
+        assert all(row[5] > 0 for row in stored_hours(console))  # no emptied hour is left
+        assert_reports_are_the_reference(console, service)
+        console.close()
+        reopened = LocalCache.open(console.path, BRANCH)
+        assert stored_hours(reopened) == counted_hours(reopened, targets)
+        reopened.close()
