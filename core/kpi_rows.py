@@ -213,6 +213,9 @@ class GroupParts:
     service_times: Sequence[float] = ()
     served_by_hour: dict[datetime, int] | None = None
     pauses: list[Pause] | None = None
+    # Distributions SQL already found (ranks and exact sums), used instead of the values.
+    wait: Distribution | None = None
+    service: Distribution | None = None
 
 
 def assemble(parts: GroupParts) -> KpiReport:
@@ -227,8 +230,8 @@ def assemble(parts: GroupParts) -> KpiReport:
         abandoned=c.abandoned,
         transfers=c.transfers,
         recalls=c.recalls,
-        wait=Distribution.of(parts.waits),
-        service=Distribution.of(parts.service_times),
+        wait=parts.wait or Distribution.of(parts.waits),
+        service=parts.service or Distribution.of(parts.service_times),
         sla_eligible=c.sla_eligible,
         sla_met=c.sla_met,
         sla_attainment=_rate(c.sla_met, c.sla_eligible),

@@ -20,13 +20,21 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.events import EventBase, parse_event
 from core.kpi_rows import FactRow, fact_rows
+from sync.client import exact_sum
 from sync.client.replica import OutboxEntry, ticket_of
-from sync.client.store import HOUR_COUNTS, events, kpi_facts, kpi_hours, kpi_meta
+from sync.client.store import (
+    HOUR_COUNTS,
+    events,
+    kpi_branch_hours,
+    kpi_facts,
+    kpi_hours,
+    kpi_meta,
+)
 
 Targets = Mapping[str, int | None]
 T = TypeVar("T")
@@ -133,10 +141,26 @@ def targets_key(targets: Targets) -> str:
 
 def _write_hours(conn: Connection, rows: Iterable[Sequence[Any]], targets: Targets) -> None:
     conn.execute(delete(kpi_hours))
+    conn.execute(delete(kpi_branch_hours))
     found = hour_counts(rows, targets)
     if found:
         conn.execute(insert(kpi_hours), [_hour_dict(k, v) for k, v in found.items()])
+        branch = branch_hour_counts(found)
+        conn.execute(insert(kpi_branch_hours), [_branch_dict(k, v) for k, v in branch.items()])
     conn.execute(update(kpi_meta).values(targets=targets_key(targets)))
+
+
+def branch_hour_counts(counts: Mapping[_HourKey, list[int]]) -> dict[tuple[int, str], list[int]]:
+    """The ``kpi_branch_hours`` counts (hour_start, local_day) of ``kpi_hours`` counts."""
+    branch: dict[tuple[int, str], list[int]] = {}
+    for (hour, _, _, _, day), values in counts.items():
+        found = branch.get((hour, day))
+        if found is None:
+            branch[hour, day] = list(values)
+        else:
+            for i, v in enumerate(values):
+                found[i] += v
+    return branch
 
 
 def _count(
@@ -166,8 +190,26 @@ def _count(
                     found[9] += sign
                     if value <= target:
                         found[10] += sign
+                _add_value(found, _WAIT_LIMB, value, sign)
         else:
             found[_KIND_COUNT[kind]] += sign
+            if kind == "completion" and value is not None:
+                found[11] += sign
+                _add_value(found, _SERVICE_LIMB, value, sign)
+
+
+_WAIT_LIMB = HOUR_COUNTS.index("wait_l0")
+_SERVICE_LIMB = HOUR_COUNTS.index("service_l0")
+_INEXACT = HOUR_COUNTS.index("inexact")
+
+
+def _add_value(found: list[int], first: int, value: float, sign: int) -> None:
+    parts = exact_sum.limbs(value)
+    if parts is None:
+        found[_INEXACT] += sign
+        return
+    for k, part in enumerate(parts):
+        found[first + k] += sign * part
 
 
 _KIND_COUNT = {
@@ -181,20 +223,32 @@ _KIND_COUNT = {
 
 
 def _add_hours(conn: Connection, counts: dict[_HourKey, list[int]]) -> None:
-    changed = [_hour_dict(k, v) for k, v in counts.items() if any(v)]
+    changed = {k: v for k, v in counts.items() if any(v)}
     if not changed:
         return
-    upsert = sqlite_insert(kpi_hours)
-    upsert = upsert.on_conflict_do_update(
-        index_elements=list(kpi_hours.primary_key),
-        set_={name: kpi_hours.c[name] + upsert.excluded[name] for name in HOUR_COUNTS},
-    )
-    conn.execute(upsert, changed)
-    hours = sorted({k[0] for k, v in counts.items() if any(v)})
+    _upsert(conn, kpi_hours, [_hour_dict(k, v) for k, v in changed.items()])
+    branch = branch_hour_counts(changed)
+    _upsert(conn, kpi_branch_hours, [_branch_dict(k, v) for k, v in branch.items()])
+    hours = sorted({hour for hour, _ in branch})
     for chunk in _chunks(hours, 500):
-        conn.execute(
-            delete(kpi_hours).where(kpi_hours.c.hour_start.in_(chunk), kpi_hours.c.facts <= 0)
-        )
+        for table in (kpi_hours, kpi_branch_hours):
+            conn.execute(delete(table).where(table.c.hour_start.in_(chunk), table.c.facts <= 0))
+
+
+def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Add the counts of ``rows`` to those of the rows with their keys (or insert them)."""
+    upsert = sqlite_insert(table)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=list(table.primary_key),
+        set_={name: table.c[name] + upsert.excluded[name] for name in HOUR_COUNTS},
+    )
+    conn.execute(upsert, rows)
+
+
+def _branch_dict(key: tuple[int, str], counts: list[int]) -> dict[str, Any]:
+    found: dict[str, Any] = dict(zip(HOUR_COUNTS, counts, strict=True))
+    found.update(hour_start=key[0], local_day=key[1])
+    return found
 
 
 def _hour_dict(key: _HourKey, counts: list[int]) -> dict[str, Any]:

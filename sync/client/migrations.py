@@ -78,7 +78,8 @@ def _snapshot(conn: Connection) -> None:
 
 def _kpi_facts(conn: Connection) -> None:
     """4: ``events.ticket_id`` (indexed: a ticket's confirmed history for its KPI facts)
-    and the empty ``kpi_facts``, ``kpi_hours`` and ``kpi_meta`` tables.
+    and the empty ``kpi_facts``, ``kpi_hours``, ``kpi_branch_hours`` and ``kpi_meta``
+    tables.
 
     The facts are not computed here: with no ``kpi_meta`` row the cache rebuilds them
     on its first write (it needs the branch's zone and the live outbox tail).
@@ -88,6 +89,7 @@ def _kpi_facts(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_events_ticket_id ON events (ticket_id)"))
     metadata.tables["kpi_facts"].create(conn)
     metadata.tables["kpi_hours"].create(conn)
+    metadata.tables["kpi_branch_hours"].create(conn)
     metadata.tables["kpi_meta"].create(conn)
 
 

@@ -12,11 +12,15 @@ result equals :func:`core.kpi_rows.reference` over the live events.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
+from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Connection,
     Integer,
@@ -29,9 +33,10 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from core.events import EventBase
-from core.kpi import GroupBy, KpiReport, pauses
+from core.kpi import Distribution, GroupBy, KpiReport, pauses
 from core.kpi_rows import (
     ALL,
     Counts,
@@ -42,11 +47,21 @@ from core.kpi_rows import (
     hour_key,
     pause_groups,
 )
+from sync.client import exact_sum
 from sync.client.kpi_store import targets_key
-from sync.client.store import HOUR_COUNTS, kpi_facts, kpi_hours, kpi_meta
+from sync.client.store import HOUR_COUNTS, kpi_branch_hours, kpi_facts, kpi_hours, kpi_meta
 
 f = kpi_facts.c
-h = kpi_hours.c
+_COUNTS = HOUR_COUNTS[1 : HOUR_COUNTS.index("served_timed")]  # the fields of Counts
+_WAIT_SUM = [name for name in HOUR_COUNTS if name.startswith("wait_l")]
+_SERVICE_SUM = [name for name in HOUR_COUNTS if name.startswith("service_l")]
+_PERCENTILES = (50, 90, 95)
+
+
+@lru_cache(maxsize=1 << 16)
+def _hour_key(hour_start: int, time_zone: str) -> datetime:
+    """:func:`hour_key`, remembered: a year's report names each of its hours a few times."""
+    return hour_key(hour_start, time_zone)
 
 
 def branch_report(
@@ -65,14 +80,20 @@ def branch_report(
     for k, counts in _group_counts(conn, key, filters, targets, hours):
         parts[_key(k, key, time_zone)] = GroupParts(counts)
 
-    for kind, attr in (("segment", "waits"), ("completion", "service_times")):
-        for k, values in _values(conn, key, filters, kind).items():
-            setattr(parts[_key(k, key, time_zone)], attr, values)
+    ranked = _ranked(conn, key, filters) if hours else None
+    if ranked is not None:
+        for k, (wait, service) in ranked.items():
+            found = parts[_key(k, key, time_zone)]
+            found.wait, found.service = wait, service
+    else:
+        for kind, attr in (("segment", "waits"), ("completion", "service_times")):
+            for k, values in _values(conn, key, filters, kind).items():
+                setattr(parts[_key(k, key, time_zone)], attr, values)
 
     for k, hour, served in _served_by_hour(conn, key, filters, hours):
         found = parts[_key(k, key, time_zone)]
         found.served_by_hour = found.served_by_hour or {}
-        found.served_by_hour[hour_key(hour, time_zone)] = served
+        found.served_by_hour[_hour_key(hour, time_zone)] = served
 
     folded = pauses(counter_events)
     for k, kept in pause_groups(folded, key=key, filters=filters, time_zone=time_zone).items():
@@ -154,9 +175,10 @@ def _hour_counts(
     conn: Connection, key: GroupBy | None, filters: Filters
 ) -> Iterator[tuple[object, Counts]]:
     """:func:`_counts` from the hourly counts: sums of far fewer rows."""
-    group = _hour_key_column(key)
+    h = _summary(key, filters)
+    group = _hour_key_column(key, h)
     query = (
-        select(group.label("k"), *(func.coalesce(func.sum(h[n]), 0) for n in HOUR_COUNTS[1:]))
+        select(group.label("k"), *(func.coalesce(func.sum(h[n]), 0) for n in _COUNTS))
         .where(_hours_where(filters, group, key))
         .group_by(*([] if key is None else [group]))
     )
@@ -169,7 +191,8 @@ def _served_by_hour(
 ) -> Iterator[tuple[object, int, int]]:
     """(raw key, hour_start, completions) of every group and hour with a completion."""
     if hours:
-        group = _hour_key_column(key)
+        h = _summary(key, filters)
+        group = _hour_key_column(key, h)
         served = func.sum(h.served)
         query = (
             select(group, h.hour_start, served)
@@ -186,6 +209,89 @@ def _served_by_hour(
         )
     for k, hour, n in conn.execute(query):
         yield k, int(hour), int(n)
+
+
+def _ranked(
+    conn: Connection, key: GroupBy | None, filters: Filters
+) -> dict[object, tuple[Distribution, Distribution]] | None:
+    """The wait and service distributions per group without reading every value.
+
+    Only for the whole range or per day, filtered by days alone (what the indexes
+    cover), and only when every value has an exact sum in ``kpi_hours``; None
+    otherwise. Count and exact mean come from the hourly sums; each percentile and
+    the maximum is one indexed step to its rank, from the nearer end.
+    """
+    if key not in (None, "day") or any((filters.service_id, filters.counter_id, filters.staff_id)):
+        return None
+    h = _summary(key, filters)
+    group = _hour_key_column(key, h)
+    sums = [h.called, *(h[n] for n in _WAIT_SUM), h.served_timed, *(h[n] for n in _SERVICE_SUM)]
+    query = (
+        select(group, func.sum(h.inexact), *(func.sum(c) for c in sums))
+        .where(_hours_where(filters, group, key))
+        .group_by(*([] if key is None else [group]))
+    )
+    found = conn.execute(query).all()
+    if any(row[1] for row in found):
+        return None
+    first = filters.first_day.isoformat() if filters.first_day else ""
+    last = filters.last_day.isoformat() if filters.last_day else "9999-12-31"
+    cursor = conn.connection.cursor()
+
+    def at_rank(kind: str, raw: object, n: int, rank: int) -> float:
+        descending = rank > n // 2
+        skip = n - rank if descending else rank - 1
+        if key is None:
+            cursor.execute(_RANGE_STEP[descending], (kind, first, last, skip))
+        else:
+            cursor.execute(_DAY_STEP[descending], (kind, raw, skip))
+        row = cursor.fetchone()
+        assert row is not None  # the rank is within the group's count
+        return float(row[0])
+
+    def distribution(kind: str, raw: object, n: int, limbs: Sequence[int]) -> Distribution:
+        if not n:
+            return Distribution.of(())
+        p50, p90, p95 = (
+            at_rank(kind, raw, n, math.ceil(Fraction(p) * n / 100)) for p in _PERCENTILES
+        )
+        mean = exact_sum.total(limbs) / n
+        return Distribution(n, mean, p50, p90, p95, at_rank(kind, raw, n, n))
+
+    result: dict[object, tuple[Distribution, Distribution]] = {}
+    width = len(_WAIT_SUM)
+    try:
+        for raw, _, called, *rest in found:
+            waits, (served, *service) = rest[:width], rest[width:]
+            if called is None:  # the empty aggregate of an ungrouped report
+                continue
+            result[raw] = (
+                distribution("segment", raw, int(called), waits),
+                distribution("completion", raw, int(served), service),
+            )
+    finally:
+        cursor.close()
+    return result
+
+
+# One step to a rank, from the nearer end: the index names are there so that SQLite
+# walks the index in value order instead of sorting the range.
+_RANGE_STEP = {
+    False: "SELECT value FROM kpi_facts INDEXED BY ix_kpi_facts_kind_value_day"
+    " WHERE kind = ? AND value IS NOT NULL AND local_day >= ? AND local_day <= ?"
+    " ORDER BY value ASC LIMIT 1 OFFSET ?",
+    True: "SELECT value FROM kpi_facts INDEXED BY ix_kpi_facts_kind_value_day"
+    " WHERE kind = ? AND value IS NOT NULL AND local_day >= ? AND local_day <= ?"
+    " ORDER BY value DESC LIMIT 1 OFFSET ?",
+}
+_DAY_STEP = {
+    False: "SELECT value FROM kpi_facts INDEXED BY ix_kpi_facts_kind_day_value"
+    " WHERE kind = ? AND local_day = ? AND value IS NOT NULL"
+    " ORDER BY value ASC LIMIT 1 OFFSET ?",
+    True: "SELECT value FROM kpi_facts INDEXED BY ix_kpi_facts_kind_day_value"
+    " WHERE kind = ? AND local_day = ? AND value IS NOT NULL"
+    " ORDER BY value DESC LIMIT 1 OFFSET ?",
+}
 
 
 def _values(
@@ -219,22 +325,35 @@ def _values(
         cursor.close()
 
 
-def _hour_key_column(key: GroupBy | None) -> ColumnElement[object]:
+def _summary(key: GroupBy | None, filters: Filters) -> ReadOnlyColumnCollection[str, Column[Any]]:
+    """The columns of the hourly counts a report reads: the branch's when it can."""
+    if key in ("service", "counter", "staff") or any(
+        (filters.service_id, filters.counter_id, filters.staff_id)
+    ):
+        return kpi_hours.c
+    return kpi_branch_hours.c
+
+
+def _hour_key_column(
+    key: GroupBy | None, h: ReadOnlyColumnCollection[str, Column[Any]]
+) -> ColumnElement[object]:
     if key is None:
         return literal_column("''")
-    return {
-        "hour": h.hour_start,
-        "day": h.local_day,
-        "service": h.service_id,
-        "counter": h.counter_id,
-        "staff": h.staff_id,
+    name = {
+        "hour": "hour_start",
+        "day": "local_day",
+        "service": "service_id",
+        "counter": "counter_id",
+        "staff": "staff_id",
     }[key]
+    return h[name]
 
 
 def _hours_where(
     filters: Filters, group: ColumnElement[object], key: GroupBy | None
 ) -> ColumnElement[bool]:
-    """:func:`_where` on ``kpi_hours``, where '' stands for no service, counter or staff."""
+    """:func:`_where` on the hourly counts, where '' stands for no service, counter or staff."""
+    h = _summary(key, filters)
     conditions: list[ColumnElement[bool]] = []
     if key in ("service", "counter", "staff"):
         conditions.append(group != "")
@@ -242,13 +361,13 @@ def _hours_where(
         conditions.append(h.local_day >= filters.first_day.isoformat())
     if filters.last_day is not None:
         conditions.append(h.local_day <= filters.last_day.isoformat())
-    for column, wanted in (
-        (h.service_id, filters.service_id),
-        (h.counter_id, filters.counter_id),
-        (h.staff_id, filters.staff_id),
+    for name, wanted in (
+        ("service_id", filters.service_id),
+        ("counter_id", filters.counter_id),
+        ("staff_id", filters.staff_id),
     ):
         if wanted is not None:
-            conditions.append(column == wanted)
+            conditions.append(h[name] == wanted)
     return and_(true(), *conditions)
 
 
@@ -303,7 +422,7 @@ def _key_column(key: GroupBy | None) -> ColumnElement[object]:
 
 def _key(raw: object, key: GroupBy | None, time_zone: str) -> GroupKey:
     if key == "hour":
-        return hour_key(int(raw), time_zone)  # type: ignore[call-overload]
+        return _hour_key(int(raw), time_zone)  # type: ignore[call-overload]
     if key == "day":
         return date.fromisoformat(str(raw))
     return str(raw)

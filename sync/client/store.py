@@ -8,8 +8,8 @@ Everything a console knows lives in one file (see :mod:`sync.client.paths`):
   by a push, awaiting its pull; ``void``: refused locally on a rebase but still to
   push, because the server wants contiguous ``device_seq`` values);
 - ``tickets``, ``counters``, ``services``: the projection the console reads;
-- ``kpi_facts``, ``kpi_hours``, ``kpi_meta``: the KPI facts local reports aggregate and
-  their hourly counts (:mod:`sync.client.kpi_store`);
+- ``kpi_facts``, ``kpi_hours``, ``kpi_branch_hours``, ``kpi_meta``: the KPI facts local
+  reports aggregate and their hourly counts (:mod:`sync.client.kpi_store`);
 - ``reference``, ``sync_state``, ``device``, ``number_blocks``, ``fallback_used``,
   ``alerts``: reference data, cursor, identity, offline numbers and staff alerts;
 - ``snapshot``: the confirmed state folded up to a point of ``events``, so that
@@ -178,6 +178,19 @@ HOUR_COUNTS = (
     "recalls",
     "sla_eligible",
     "sla_met",
+    "served_timed",  # completions with a service time
+    # Exact sums of the waits and of the service times: each value is an integer
+    # number of 2**-72 s (exact for any float of a microsecond count), kept in four
+    # 32-bit limbs so SQL sums of them stay integers (see core.exact_sum).
+    "wait_l0",
+    "wait_l1",
+    "wait_l2",
+    "wait_l3",
+    "service_l0",
+    "service_l1",
+    "service_l2",
+    "service_l3",
+    "inexact",  # values that have no such exact form: their groups read every value
 )
 
 # KPI facts of the live state (core.kpi_rows.FactRow), rewritten per touched ticket.
@@ -194,8 +207,9 @@ kpi_facts = Table(
     Column("hour_start", Integer, nullable=False),  # Unix seconds of the local hour's start
     Column("value", Float),  # wait (segment) or service time (completion), seconds
     Column("no_show", Integer, nullable=False),
-    # A group's sorted waits or service times within a day range, read from the index.
+    # A day's sorted waits or service times, and a range's, read from the indexes.
     Index("ix_kpi_facts_kind_day_value", "kind", "local_day", "value"),
+    Index("ix_kpi_facts_kind_value_day", "kind", "value", "local_day"),
 )
 
 # The counts of kpi_facts per branch-local hour, service, counter and staff member
@@ -207,6 +221,16 @@ kpi_hours = Table(
     Column("service_id", String, primary_key=True),
     Column("counter_id", String, primary_key=True),
     Column("staff_id", String, primary_key=True),
+    Column("local_day", String, nullable=False),
+    *(Column(name, Integer, nullable=False) for name in HOUR_COUNTS),
+)
+
+# The same counts per hour for the whole branch: what reports without a service,
+# counter or staff filter or grouping read (a year is a few thousand rows).
+kpi_branch_hours = Table(
+    "kpi_branch_hours",
+    metadata,
+    Column("hour_start", Integer, primary_key=True),
     Column("local_day", String, nullable=False),
     *(Column(name, Integer, nullable=False) for name in HOUR_COUNTS),
 )

@@ -275,7 +275,8 @@ def test_a_file_without_the_snapshot_table_is_upgraded(tmp_path: Path) -> None:
     conn.executescript(  # the version 2 schema: without what versions 3 and 4 add
         "DROP TABLE snapshot; DROP INDEX ix_events_ticket_id;"
         " ALTER TABLE events DROP COLUMN ticket_id;"
-        " DROP TABLE kpi_facts; DROP TABLE kpi_hours; DROP TABLE kpi_meta;"
+        " DROP TABLE kpi_facts; DROP TABLE kpi_hours; DROP TABLE kpi_branch_hours;"
+        " DROP TABLE kpi_meta;"
     )
     conn.execute("PRAGMA user_version=2")
     conn.commit()
@@ -307,7 +308,8 @@ def test_a_file_without_kpi_facts_gets_them_from_its_log_and_keeps_its_snapshot(
     conn = sqlite3.connect(cache.path)
     conn.executescript(  # the version 3 schema: without what version 4 adds
         "DROP INDEX ix_events_ticket_id; ALTER TABLE events DROP COLUMN ticket_id;"
-        " DROP TABLE kpi_facts; DROP TABLE kpi_hours; DROP TABLE kpi_meta;"
+        " DROP TABLE kpi_facts; DROP TABLE kpi_hours; DROP TABLE kpi_branch_hours;"
+        " DROP TABLE kpi_meta;"
     )
     conn.execute("PRAGMA user_version=3")
     conn.commit()

@@ -14,7 +14,7 @@ from core.events import parse_event
 from core.kpi import GroupBy
 from core.kpi_rows import Filters, reference
 from sync.client.cache import LocalCache
-from sync.client.kpi_store import hour_counts
+from sync.client.kpi_store import branch_hour_counts, hour_counts
 from sync.client.store import HOUR_COUNTS
 from tests.unit.sync.builders import ACCOUNTS, BRANCH, FakeService, at, open_cache
 from tests.unit.sync_client.test_bulk_pull import ACTIONS, pull_all, run
@@ -24,22 +24,34 @@ HOURS = f"SELECT hour_start, service_id, counter_id, staff_id, local_day, {', '.
 KEYS: list[GroupBy | None] = [None, "hour", "day", "service", "counter", "staff"]
 
 
-def stored_hours(target: LocalCache) -> list[tuple[Any, ...]]:
+BRANCH_HOURS = f"SELECT hour_start, local_day, {', '.join(HOUR_COUNTS)} FROM kpi_branch_hours"
+
+
+def stored_hours(target: LocalCache) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     conn = sqlite3.connect(target.path)
     try:
-        return sorted(conn.execute(f"{HOURS} FROM kpi_hours").fetchall())
+        return (
+            sorted(conn.execute(f"{HOURS} FROM kpi_hours").fetchall()),
+            sorted(conn.execute(BRANCH_HOURS).fetchall()),
+        )
     finally:
         conn.close()
 
 
-def counted_hours(target: LocalCache, targets: dict[str, int | None]) -> list[tuple[Any, ...]]:
-    """``kpi_hours`` as counted afresh from the stored facts."""
+def counted_hours(
+    target: LocalCache, targets: dict[str, int | None]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """``kpi_hours`` and ``kpi_branch_hours`` as counted afresh from the stored facts."""
     conn = sqlite3.connect(target.path)
     try:
         facts = conn.execute(f"SELECT {COUNTED} FROM kpi_facts").fetchall()
     finally:
         conn.close()
-    return sorted((*k, *v) for k, v in hour_counts(facts, targets).items())
+    counts = hour_counts(facts, targets)
+    return (
+        sorted((*k, *v) for k, v in counts.items()),
+        sorted((*k, *v) for k, v in branch_hour_counts(counts).items()),
+    )
 
 
 def assert_reports_are_the_reference(target: LocalCache, service: FakeService) -> None:
@@ -75,7 +87,9 @@ def test_hourly_counts_are_those_of_the_facts_after_any_history(
         targets = {s.id: s.target_wait_s for s in service.state.services.values()}
 
         assert stored_hours(console) == counted_hours(console, targets)
-        assert all(row[5] > 0 for row in stored_hours(console))  # no emptied hour is left
+        entity, branch = stored_hours(console)
+        assert all(row[5] > 0 for row in entity)  # no emptied hour is left
+        assert all(row[2] > 0 for row in branch)
         assert_reports_are_the_reference(console, service)
         console.close()
         reopened = LocalCache.open(console.path, BRANCH)
