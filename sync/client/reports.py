@@ -12,10 +12,9 @@ result equals :func:`core.kpi_rows.reference` over the live events.
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
-from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
@@ -135,7 +134,10 @@ def wait_histogram(
     """
     if bin_s <= 0 or bins <= 0:
         raise ValueError("a histogram needs a positive bin width and bin count")
-    where = _where(filters or Filters(), literal_column("''"))
+    filters = filters or Filters()
+    if not any((filters.service_id, filters.counter_id, filters.staff_id)):
+        return _ranged_histogram(conn, filters, bin_s, bins)
+    where = _where(filters, literal_column("''"))
     raw = cast(f.value / bin_s, Integer)
     index = case((f.value < 0, 0), (raw >= bins - 1, bins - 1), else_=raw)
     query = (
@@ -147,6 +149,31 @@ def wait_histogram(
     for found, n in conn.execute(query):
         counts[int(found)] += int(n)
     return counts
+
+
+def _ranged_histogram(conn: Connection, filters: Filters, bin_s: int, bins: int) -> list[int]:
+    """:func:`wait_histogram` filtered by days alone: one count per bin over the
+    (kind, value, day) index, each walking only the waits of its own bin."""
+    first = filters.first_day.isoformat() if filters.first_day else ""
+    last = filters.last_day.isoformat() if filters.last_day else "9999-12-31"
+    edges = [float("-inf"), *(i * bin_s for i in range(1, bins)), float("inf")]
+    cursor = conn.connection.cursor()
+    try:
+        counts = []
+        for low, high in itertools.pairwise(edges):
+            cursor.execute(_BIN_COUNT, ("segment", low, high, first, last))
+            row = cursor.fetchone()
+            assert row is not None  # an aggregate always answers
+            counts.append(int(row[0]))
+        return counts
+    finally:
+        cursor.close()
+
+
+_BIN_COUNT = (
+    "SELECT count(*) FROM kpi_facts INDEXED BY ix_kpi_facts_kind_value_day"
+    " WHERE kind = ? AND value >= ? AND value < ? AND local_day >= ? AND local_day <= ?"
+)
 
 
 def _hours_current(conn: Connection, targets: Mapping[str, int | None], time_zone: str) -> bool:
@@ -249,14 +276,27 @@ def _ranked(
         assert row is not None  # the rank is within the group's count
         return float(row[0])
 
+    def day_ranks(kind: str, raw: object, n: int, ranks: list[int]) -> list[float]:
+        """The values at ``ranks`` of one day in one query (a day has few values)."""
+        descending = tuple(rank > n // 2 for rank in ranks)
+        params: list[object] = []
+        for rank, down in zip(ranks, descending, strict=True):
+            params += [kind, raw, n - rank if down else rank - 1]
+        cursor.execute(_day_steps(descending), params)
+        row = cursor.fetchone()
+        assert row is not None  # one row of scalar subqueries
+        assert None not in row  # the ranks are within the day's count
+        return [float(v) for v in row]
+
     def distribution(kind: str, raw: object, n: int, limbs: Sequence[int]) -> Distribution:
         if not n:
             return Distribution.of(())
-        p50, p90, p95 = (
-            at_rank(kind, raw, n, math.ceil(Fraction(p) * n / 100)) for p in _PERCENTILES
-        )
-        mean = exact_sum.total(limbs) / n
-        return Distribution(n, mean, p50, p90, p95, at_rank(kind, raw, n, n))
+        ranks = [-(-p * n // 100) for p in _PERCENTILES] + [n]  # nearest rank, and the max
+        if key is None:
+            p50, p90, p95, top = (at_rank(kind, raw, n, rank) for rank in ranks)
+        else:
+            p50, p90, p95, top = day_ranks(kind, raw, n, ranks)
+        return Distribution(n, exact_sum.total(limbs) / n, p50, p90, p95, top)
 
     result: dict[object, tuple[Distribution, Distribution]] = {}
     width = len(_WAIT_SUM)
@@ -292,6 +332,12 @@ _DAY_STEP = {
     " WHERE kind = ? AND local_day = ? AND value IS NOT NULL"
     " ORDER BY value DESC LIMIT 1 OFFSET ?",
 }
+
+
+@lru_cache(maxsize=16)
+def _day_steps(descending: tuple[bool, ...]) -> str:
+    """One row of the values at several ranks of a day, each from its nearer end."""
+    return "SELECT " + ", ".join(f"({_DAY_STEP[down]})" for down in descending)
 
 
 def _values(

@@ -207,8 +207,18 @@ kpi_facts = Table(
     Column("hour_start", Integer, nullable=False),  # Unix seconds of the local hour's start
     Column("value", Float),  # wait (segment) or service time (completion), seconds
     Column("no_show", Integer, nullable=False),
-    # A day's sorted waits or service times, and a range's, read from the indexes.
-    Index("ix_kpi_facts_kind_day_value", "kind", "local_day", "value"),
+    # A day's sorted waits or service times, and a range's, read from the indexes; the
+    # first also covers every column a report groups or filters the values by.
+    Index(
+        "ix_kpi_facts_kind_day_value",
+        "kind",
+        "local_day",
+        "value",
+        "service_id",
+        "counter_id",
+        "staff_id",
+        "hour_start",
+    ),
     Index("ix_kpi_facts_kind_value_day", "kind", "value", "local_day"),
 )
 

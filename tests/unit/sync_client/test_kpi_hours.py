@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from core.events import parse_event
 from core.kpi import GroupBy
-from core.kpi_rows import Filters, reference
+from core.kpi_rows import Filters, fact_rows, reference
 from sync.client.cache import LocalCache
 from sync.client.kpi_store import branch_hour_counts, hour_counts
 from sync.client.store import HOUR_COUNTS
@@ -64,6 +64,18 @@ def assert_reports_are_the_reference(target: LocalCache, service: FakeService) -
                                  filters=filters)  # fmt: skip
             found = target.report(key=key, filters=filters)
             assert found == expected, (key, filters)
+    for filters in (Filters(), Filters(service_id=ACCOUNTS)):
+        waits = [
+            r.value
+            for r in fact_rows(events, live.time_zone)
+            if r.kind == "segment"
+            and r.value is not None
+            and filters.keeps(r.local_day, r.service_id, r.counter_id, r.staff_id)
+        ]
+        bins = [0] * 4
+        for wait in waits:
+            bins[min(max(int(wait // 120), 0), 3)] += 1
+        assert target.wait_histogram(bin_s=120, bins=4, filters=filters) == bins
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
