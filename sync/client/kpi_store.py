@@ -8,10 +8,12 @@ written in (``kpi_meta``) is not the live one (new file, new reference data), ev
 row is rebuilt. Runs inside the cache's write transaction, like the projection.
 
 ``kpi_hours`` keeps the counts of the facts per hour, service, counter and staff
-member: each rewrite subtracts the counts of the rows it deletes and adds those of
-the rows it writes, so report counts read a few thousand rows instead of every
-fact. Its SLA counts depend on the services' targets, kept with it in ``kpi_meta``;
-other targets (or the zone) mean counting it again from the facts.
+member, with exact sums of the waits and service times (:mod:`sync.client.exact_sum`);
+``kpi_branch_hours`` the same per hour alone. Each rewrite subtracts the counts of
+the rows it deletes and adds those of the rows it writes, so report counts read a
+few thousand rows instead of every fact. The SLA counts depend on the services'
+targets, kept with them in ``kpi_meta``; other targets (or the zone) mean counting
+them again from the facts.
 """
 
 from __future__ import annotations

@@ -1,25 +1,26 @@
-"""Branch reports from the local cache: SQL over ``kpi_facts`` and ``kpi_hours``, offline.
+"""Branch reports from the local cache: SQL over ``kpi_facts`` and its hourly counts, offline.
 
 Counts, SLA and served-per-hour are SQL aggregates grouped by the report key, over
-the hourly counts of ``kpi_hours`` when they were counted with the report's zone and
-targets (otherwise over the facts themselves). The waits and service times of each
-group are read in one query per kind through the DB-API cursor (from the
-``(kind, local_day, value)`` index when only days filter them) and become
-distributions with :class:`core.kpi.Distribution` (nearest rank and an exact mean,
-as the reference computes them). Pauses are folded from the few counter events. The
-result equals :func:`core.kpi_rows.reference` over the live events.
+the hourly counts (``kpi_hours``, or ``kpi_branch_hours`` without a service, counter
+or staff filter or grouping) when they were counted with the report's zone and
+targets, otherwise over the facts themselves. For the whole range or per day, the
+wait and service distributions come from exact sums and steps to ranks on the value
+indexes (:mod:`sync.client.report_ranks`); for other groupings the values are read in
+one query per kind through the DB-API cursor (covered by the ``(kind, local_day,
+value, ...)`` index) and become distributions with :class:`core.kpi.Distribution`.
+Either way nearest rank and an exact mean, as the reference computes them. Pauses
+are folded from the few counter events. The result equals
+:func:`core.kpi_rows.reference` over the live events.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
-    Column,
     ColumnElement,
     Connection,
     Integer,
@@ -30,12 +31,10 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
-    true,
 )
-from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from core.events import EventBase
-from core.kpi import Distribution, GroupBy, KpiReport, pauses
+from core.kpi import GroupBy, KpiReport, pauses
 from core.kpi_rows import (
     ALL,
     Counts,
@@ -46,15 +45,12 @@ from core.kpi_rows import (
     hour_key,
     pause_groups,
 )
-from sync.client import exact_sum
 from sync.client.kpi_store import targets_key
-from sync.client.store import HOUR_COUNTS, kpi_branch_hours, kpi_facts, kpi_hours, kpi_meta
+from sync.client.report_ranks import hour_key_column, hours_where, ranged_histogram, ranked, summary
+from sync.client.store import HOUR_COUNTS, kpi_facts, kpi_meta
 
 f = kpi_facts.c
 _COUNTS = HOUR_COUNTS[1 : HOUR_COUNTS.index("served_timed")]  # the fields of Counts
-_WAIT_SUM = [name for name in HOUR_COUNTS if name.startswith("wait_l")]
-_SERVICE_SUM = [name for name in HOUR_COUNTS if name.startswith("service_l")]
-_PERCENTILES = (50, 90, 95)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -79,9 +75,9 @@ def branch_report(
     for k, counts in _group_counts(conn, key, filters, targets, hours):
         parts[_key(k, key, time_zone)] = GroupParts(counts)
 
-    ranked = _ranked(conn, key, filters) if hours else None
-    if ranked is not None:
-        for k, (wait, service) in ranked.items():
+    found_ranks = ranked(conn, key, filters) if hours else None
+    if found_ranks is not None:
+        for k, (wait, service) in found_ranks.items():
             found = parts[_key(k, key, time_zone)]
             found.wait, found.service = wait, service
     else:
@@ -136,7 +132,7 @@ def wait_histogram(
         raise ValueError("a histogram needs a positive bin width and bin count")
     filters = filters or Filters()
     if not any((filters.service_id, filters.counter_id, filters.staff_id)):
-        return _ranged_histogram(conn, filters, bin_s, bins)
+        return ranged_histogram(conn, filters, bin_s, bins)
     where = _where(filters, literal_column("''"))
     raw = cast(f.value / bin_s, Integer)
     index = case((f.value < 0, 0), (raw >= bins - 1, bins - 1), else_=raw)
@@ -149,31 +145,6 @@ def wait_histogram(
     for found, n in conn.execute(query):
         counts[int(found)] += int(n)
     return counts
-
-
-def _ranged_histogram(conn: Connection, filters: Filters, bin_s: int, bins: int) -> list[int]:
-    """:func:`wait_histogram` filtered by days alone: one count per bin over the
-    (kind, value, day) index, each walking only the waits of its own bin."""
-    first = filters.first_day.isoformat() if filters.first_day else ""
-    last = filters.last_day.isoformat() if filters.last_day else "9999-12-31"
-    edges = [float("-inf"), *(i * bin_s for i in range(1, bins)), float("inf")]
-    cursor = conn.connection.cursor()
-    try:
-        counts = []
-        for low, high in itertools.pairwise(edges):
-            cursor.execute(_BIN_COUNT, ("segment", low, high, first, last))
-            row = cursor.fetchone()
-            assert row is not None  # an aggregate always answers
-            counts.append(int(row[0]))
-        return counts
-    finally:
-        cursor.close()
-
-
-_BIN_COUNT = (
-    "SELECT count(*) FROM kpi_facts INDEXED BY ix_kpi_facts_kind_value_day"
-    " WHERE kind = ? AND value >= ? AND value < ? AND local_day >= ? AND local_day <= ?"
-)
 
 
 def _hours_current(conn: Connection, targets: Mapping[str, int | None], time_zone: str) -> bool:
@@ -202,11 +173,11 @@ def _hour_counts(
     conn: Connection, key: GroupBy | None, filters: Filters
 ) -> Iterator[tuple[object, Counts]]:
     """:func:`_counts` from the hourly counts: sums of far fewer rows."""
-    h = _summary(key, filters)
-    group = _hour_key_column(key, h)
+    h = summary(key, filters)
+    group = hour_key_column(key, h)
     query = (
         select(group.label("k"), *(func.coalesce(func.sum(h[n]), 0) for n in _COUNTS))
-        .where(_hours_where(filters, group, key))
+        .where(hours_where(filters, group, key))
         .group_by(*([] if key is None else [group]))
     )
     for k, *numbers in conn.execute(query):
@@ -218,12 +189,12 @@ def _served_by_hour(
 ) -> Iterator[tuple[object, int, int]]:
     """(raw key, hour_start, completions) of every group and hour with a completion."""
     if hours:
-        h = _summary(key, filters)
-        group = _hour_key_column(key, h)
+        h = summary(key, filters)
+        group = hour_key_column(key, h)
         served = func.sum(h.served)
         query = (
             select(group, h.hour_start, served)
-            .where(_hours_where(filters, group, key))
+            .where(hours_where(filters, group, key))
             .group_by(*([] if key is None else [group]), h.hour_start)
             .having(served > 0)
         )
@@ -236,108 +207,6 @@ def _served_by_hour(
         )
     for k, hour, n in conn.execute(query):
         yield k, int(hour), int(n)
-
-
-def _ranked(
-    conn: Connection, key: GroupBy | None, filters: Filters
-) -> dict[object, tuple[Distribution, Distribution]] | None:
-    """The wait and service distributions per group without reading every value.
-
-    Only for the whole range or per day, filtered by days alone (what the indexes
-    cover), and only when every value has an exact sum in ``kpi_hours``; None
-    otherwise. Count and exact mean come from the hourly sums; each percentile and
-    the maximum is one indexed step to its rank, from the nearer end.
-    """
-    if key not in (None, "day") or any((filters.service_id, filters.counter_id, filters.staff_id)):
-        return None
-    h = _summary(key, filters)
-    group = _hour_key_column(key, h)
-    sums = [h.called, *(h[n] for n in _WAIT_SUM), h.served_timed, *(h[n] for n in _SERVICE_SUM)]
-    query = (
-        select(group, func.sum(h.inexact), *(func.sum(c) for c in sums))
-        .where(_hours_where(filters, group, key))
-        .group_by(*([] if key is None else [group]))
-    )
-    found = conn.execute(query).all()
-    if any(row[1] for row in found):
-        return None
-    first = filters.first_day.isoformat() if filters.first_day else ""
-    last = filters.last_day.isoformat() if filters.last_day else "9999-12-31"
-    cursor = conn.connection.cursor()
-
-    def at_rank(kind: str, raw: object, n: int, rank: int) -> float:
-        descending = rank > n // 2
-        skip = n - rank if descending else rank - 1
-        if key is None:
-            cursor.execute(_RANGE_STEP[descending], (kind, first, last, skip))
-        else:
-            cursor.execute(_DAY_STEP[descending], (kind, raw, skip))
-        row = cursor.fetchone()
-        assert row is not None  # the rank is within the group's count
-        return float(row[0])
-
-    def day_ranks(kind: str, raw: object, n: int, ranks: list[int]) -> list[float]:
-        """The values at ``ranks`` of one day in one query (a day has few values)."""
-        descending = tuple(rank > n // 2 for rank in ranks)
-        params: list[object] = []
-        for rank, down in zip(ranks, descending, strict=True):
-            params += [kind, raw, n - rank if down else rank - 1]
-        cursor.execute(_day_steps(descending), params)
-        row = cursor.fetchone()
-        assert row is not None  # one row of scalar subqueries
-        assert None not in row  # the ranks are within the day's count
-        return [float(v) for v in row]
-
-    def distribution(kind: str, raw: object, n: int, limbs: Sequence[int]) -> Distribution:
-        if not n:
-            return Distribution.of(())
-        ranks = [-(-p * n // 100) for p in _PERCENTILES] + [n]  # nearest rank, and the max
-        if key is None:
-            p50, p90, p95, top = (at_rank(kind, raw, n, rank) for rank in ranks)
-        else:
-            p50, p90, p95, top = day_ranks(kind, raw, n, ranks)
-        return Distribution(n, exact_sum.total(limbs) / n, p50, p90, p95, top)
-
-    result: dict[object, tuple[Distribution, Distribution]] = {}
-    width = len(_WAIT_SUM)
-    try:
-        for raw, _, called, *rest in found:
-            waits, (served, *service) = rest[:width], rest[width:]
-            if called is None:  # the empty aggregate of an ungrouped report
-                continue
-            result[raw] = (
-                distribution("segment", raw, int(called), waits),
-                distribution("completion", raw, int(served), service),
-            )
-    finally:
-        cursor.close()
-    return result
-
-
-# One step to a rank, from the nearer end: the index names are there so that SQLite
-# walks the index in value order instead of sorting the range.
-_RANGE_STEP = {
-    False: "SELECT value FROM kpi_facts INDEXED BY ix_kpi_facts_kind_value_day"
-    " WHERE kind = ? AND value IS NOT NULL AND local_day >= ? AND local_day <= ?"
-    " ORDER BY value ASC LIMIT 1 OFFSET ?",
-    True: "SELECT value FROM kpi_facts INDEXED BY ix_kpi_facts_kind_value_day"
-    " WHERE kind = ? AND value IS NOT NULL AND local_day >= ? AND local_day <= ?"
-    " ORDER BY value DESC LIMIT 1 OFFSET ?",
-}
-_DAY_STEP = {
-    False: "SELECT value FROM kpi_facts INDEXED BY ix_kpi_facts_kind_day_value"
-    " WHERE kind = ? AND local_day = ? AND value IS NOT NULL"
-    " ORDER BY value ASC LIMIT 1 OFFSET ?",
-    True: "SELECT value FROM kpi_facts INDEXED BY ix_kpi_facts_kind_day_value"
-    " WHERE kind = ? AND local_day = ? AND value IS NOT NULL"
-    " ORDER BY value DESC LIMIT 1 OFFSET ?",
-}
-
-
-@lru_cache(maxsize=16)
-def _day_steps(descending: tuple[bool, ...]) -> str:
-    """One row of the values at several ranks of a day, each from its nearer end."""
-    return "SELECT " + ", ".join(f"({_DAY_STEP[down]})" for down in descending)
 
 
 def _values(
@@ -369,52 +238,6 @@ def _values(
         return groups
     finally:
         cursor.close()
-
-
-def _summary(key: GroupBy | None, filters: Filters) -> ReadOnlyColumnCollection[str, Column[Any]]:
-    """The columns of the hourly counts a report reads: the branch's when it can."""
-    if key in ("service", "counter", "staff") or any(
-        (filters.service_id, filters.counter_id, filters.staff_id)
-    ):
-        return kpi_hours.c
-    return kpi_branch_hours.c
-
-
-def _hour_key_column(
-    key: GroupBy | None, h: ReadOnlyColumnCollection[str, Column[Any]]
-) -> ColumnElement[object]:
-    if key is None:
-        return literal_column("''")
-    name = {
-        "hour": "hour_start",
-        "day": "local_day",
-        "service": "service_id",
-        "counter": "counter_id",
-        "staff": "staff_id",
-    }[key]
-    return h[name]
-
-
-def _hours_where(
-    filters: Filters, group: ColumnElement[object], key: GroupBy | None
-) -> ColumnElement[bool]:
-    """:func:`_where` on the hourly counts, where '' stands for no service, counter or staff."""
-    h = _summary(key, filters)
-    conditions: list[ColumnElement[bool]] = []
-    if key in ("service", "counter", "staff"):
-        conditions.append(group != "")
-    if filters.first_day is not None:
-        conditions.append(h.local_day >= filters.first_day.isoformat())
-    if filters.last_day is not None:
-        conditions.append(h.local_day <= filters.last_day.isoformat())
-    for name, wanted in (
-        ("service_id", filters.service_id),
-        ("counter_id", filters.counter_id),
-        ("staff_id", filters.staff_id),
-    ):
-        if wanted is not None:
-            conditions.append(h[name] == wanted)
-    return and_(true(), *conditions)
 
 
 def _counts(

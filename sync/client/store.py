@@ -181,7 +181,7 @@ HOUR_COUNTS = (
     "served_timed",  # completions with a service time
     # Exact sums of the waits and of the service times: each value is an integer
     # number of 2**-72 s (exact for any float of a microsecond count), kept in four
-    # 32-bit limbs so SQL sums of them stay integers (see core.exact_sum).
+    # 32-bit limbs so SQL sums of them stay integers (see sync.client.exact_sum).
     "wait_l0",
     "wait_l1",
     "wait_l2",
