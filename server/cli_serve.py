@@ -23,6 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
     from server.app import create_app
     from server.cli import CommandError, database_url
     from server.config import get_settings
+    from server.gc_tuning import freeze_long_lived
     from server.migrate import upgrade
 
     url = database_url(args)
@@ -33,8 +34,10 @@ def _serve(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot migrate the database: {exc}") from exc
     settings = get_settings().model_copy(update={"database_url": url})
     trusted = args.forwarded_allow_ips
+    app = create_app(settings)
+    freeze_long_lived()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,

@@ -28,7 +28,7 @@ from server.db import session_scope
 from server.models import ApiKey, RevokedToken, Tenant, User
 from server.security.api_keys import API_KEY_PREFIX, ApiKeyFormatError, parse_api_key
 from server.security.signing_keys import KeyRing
-from server.security.tokens import Reason, TokenError, verify_access_token
+from server.security.tokens import Reason, TokenError
 from server.services import audit
 from server.services.keys import KeyRingSource
 from server.services.rbac import Grants, grant_cache
@@ -161,7 +161,7 @@ def _verify(keys: KeyRingSource, settings: Settings, token: str) -> dict[str, An
     """The token's claims; revocation is checked with the holder (:func:`_token_version`)."""
 
     def attempt(ring: KeyRing) -> dict[str, Any]:
-        return verify_access_token(ring, token, issuer=settings.jwt_issuer)
+        return keys.verified.verify(ring, token, issuer=settings.jwt_issuer)
 
     try:
         return attempt(keys.ring())

@@ -52,18 +52,19 @@ log = logging.getLogger(__name__)
 OutboxStatus = Literal["pending", "accepted", "void"]
 NO_ZONE = "UTC"  # until reference data arrives the branch has no services, so no zone matters
 
-_STATE_FIELDS = frozenset(
-    {
-        "branch_id",
-        "time_zone",
-        "day_starts_at_min",
-        "services",
-        "counters",
-        "tickets",
-        "numbers",
-        "waiting",
-        "applied",
-    }
+# The state's fields, in order, as this package knows them: a copy (clone_state) and
+# a snapshot (sync.client.snapshot) of a state with other fields would drop or
+# share what they do not know, so both check against this first.
+STATE_FIELDS = (
+    "branch_id",
+    "time_zone",
+    "day_starts_at_min",
+    "services",
+    "counters",
+    "tickets",
+    "numbers",
+    "waiting",
+    "applied",
 )
 
 
@@ -105,7 +106,7 @@ _copy_counter = _shallow_copier(Counter)
 
 def clone_state(state: BranchState) -> BranchState:
     """An independent copy of ``state``, sharing only immutable values."""
-    if {f.name for f in dataclasses.fields(state)} != _STATE_FIELDS:
+    if tuple(f.name for f in dataclasses.fields(state)) != STATE_FIELDS:
         # core grew a field this copy does not know: be slow rather than share it.
         return copy.deepcopy(state)
     copy_ticket, copy_counter = _copy_ticket, _copy_counter

@@ -24,6 +24,7 @@ the projection with the result as always, and rewrites the snapshot.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import json
@@ -49,6 +50,7 @@ from core.state import (
     TicketStatus,
 )
 from core.values import Channel, PriorityClass, TimeZoneName
+from sync.client.replica import STATE_FIELDS
 from sync.client.store import events, snapshot
 
 log = logging.getLogger(__name__)
@@ -57,17 +59,6 @@ FORMAT = 2  # bump when the body's layout changes
 
 # The fields this codec writes, in order; core growing or losing one disables snapshots
 # (see fingerprint) until this module learns it, rather than dropping it silently.
-_STATE_FIELDS = (
-    "branch_id",
-    "time_zone",
-    "day_starts_at_min",
-    "services",
-    "counters",
-    "tickets",
-    "numbers",
-    "waiting",
-    "applied",
-)
 _SERVICE_FIELDS = ("id", "code", "name", "target_wait_s")
 _COUNTER_FIELDS = (
     "id",
@@ -116,6 +107,7 @@ _FOLD_MODULES = (
 
 
 @cache
+@functools.cache  # the code and shapes it hashes do not change while the process runs
 def fingerprint() -> str | None:
     """What a snapshot must have been written by to be used; None: never use one.
 
@@ -125,7 +117,7 @@ def fingerprint() -> str | None:
     but never wrong.
     """
     shapes = (
-        (BranchState, _STATE_FIELDS),
+        (BranchState, STATE_FIELDS),
         (ServiceConfig, _SERVICE_FIELDS),
         (Counter, _COUNTER_FIELDS),
         (Ticket, _TICKET_FIELDS),

@@ -77,11 +77,17 @@ def accept(dialog: QDialog | None, qtbot: QtBot) -> None:
     dialog.accept()
 
 
+def open_sign_in(rig: Any, why: str = "the sign-in dialog did not open") -> SignInDialog:
+    """Start the console and answer the sign-in dialog it shows (``why``: if it shows none)."""
+    start(rig.console, rig.qtbot)
+    dialog: SignInDialog | None = rig.console.dialog
+    assert dialog is not None, why
+    return dialog
+
+
 def sign_in_as(rig: Any, server: Any, user: str, *, remember: bool = True) -> MainWindow:
     """Start the console, sign in through the dialog, wait for the branch's counters."""
-    start(rig.console, rig.qtbot)
-    dialog = rig.console.dialog
-    assert dialog is not None, "the sign-in dialog did not open"
+    dialog = open_sign_in(rig)
     fill_sign_in(
         dialog,
         rig.qtbot,

@@ -9,7 +9,7 @@ from desktop.bridge import Connection
 from sync.client.credentials import InMemoryKeyring, MemoryCredentialStore
 from tests.server.live import free_port
 from tests.ui.conftest import WAIT_MS, ConsoleRig, DemoServer
-from tests.ui.helpers import click, fill_sign_in, sign_in_as, start, submit
+from tests.ui.helpers import click, fill_sign_in, open_sign_in, sign_in_as, start, submit
 
 NO_KEYRING = "No usable system keyring was found (null); sign-ins will not be remembered."
 
@@ -92,9 +92,7 @@ def test_wrong_password_says_so(
     make_console: Callable[..., ConsoleRig],
 ) -> None:
     rig = make_console()
-    start(rig.console, rig.qtbot)
-    dialog = rig.console.dialog
-    assert dialog is not None
+    dialog = open_sign_in(rig)
     fill_sign_in(
         dialog,
         rig.qtbot,
@@ -113,9 +111,7 @@ def test_unreachable_server_says_so(
     memory_keyring: InMemoryKeyring, make_console: Callable[..., ConsoleRig]
 ) -> None:
     rig = make_console()
-    start(rig.console, rig.qtbot)
-    dialog = rig.console.dialog
-    assert dialog is not None
+    dialog = open_sign_in(rig)
     fill_sign_in(
         dialog,
         rig.qtbot,
@@ -143,9 +139,7 @@ def test_offline_unlock_and_its_expiry(
     demo_server.stop()
 
     rig = make_console()
-    start(rig.console, rig.qtbot)
-    dialog = rig.console.dialog
-    assert dialog is not None, "the remembered sign-in cannot resume without the server"
+    dialog = open_sign_in(rig, "the remembered sign-in cannot resume without the server")
     assert "Enter your password to work offline" in dialog.error.text()
 
     fill_sign_in(dialog, rig.qtbot, password="wrong password")
@@ -185,9 +179,7 @@ def test_no_keyring_mode_says_so_once_and_keeps_nothing(
 ) -> None:
     store = MemoryCredentialStore()
     rig = make_console(store=store, keyring_warning=NO_KEYRING)
-    start(rig.console, rig.qtbot)
-    dialog = rig.console.dialog
-    assert dialog is not None
+    dialog = open_sign_in(rig)
     assert NO_KEYRING in dialog.notice.text()
     assert not dialog.remember.isEnabled()
     assert not dialog.remember.isChecked()
