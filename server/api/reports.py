@@ -11,15 +11,18 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.kpi import Distribution, KpiReport
 from core.kpi_rows import Filters, GroupKey
 from server.api.admin_common import not_found, require_at_branch
 from server.api.deps import Principal, PrincipalDep, SessionDep, require
+from server.db import session_scope
 from server.models import Branch, Counter, Service, User
+from server.services.kpi_facts import BranchRef, catch_up
 from server.services.reports import kpi_reports
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -140,16 +143,33 @@ def _filters(
 FiltersDep = Annotated[Filters, Depends(_filters)]
 
 
-def _targets(session: SessionDep, tenant_id: uuid.UUID) -> dict[str, int | None]:
+def _targets(session: Session, tenant_id: uuid.UUID) -> dict[str, int | None]:
     rows = session.execute(
         select(Service.id, Service.target_wait_s).where(Service.tenant_id == tenant_id)
     )
     return {str(service_id): target for service_id, target in rows}
 
 
+def _read_caught_up(
+    request: Request, session: Session, branches: list[BranchRef]
+) -> sessionmaker[Session]:
+    """Bring the report facts of ``branches`` up to the log; the factory to read them with.
+
+    The request's own transaction (authentication, the filters) ends first, so on
+    SQLite it does not hold the write lock the catch-up needs; the report then reads
+    in a read-only transaction, which does not hold it for the whole aggregate.
+    """
+    session.commit()
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    for branch in branches:
+        catch_up(factory, branch)
+    reader: sessionmaker[Session] = request.app.state.read_session_factory
+    return reader
+
+
 @router.get("/branches", response_model=list[BranchKpis])
 def by_branch(
-    principal: TenantReader, session: SessionDep, filters: FiltersDep
+    request: Request, principal: TenantReader, session: SessionDep, filters: FiltersDep
 ) -> list[BranchKpis]:
     """The KPIs of every branch of the tenant, by branch code."""
     branches = list(
@@ -157,13 +177,16 @@ def by_branch(
             select(Branch).where(Branch.tenant_id == principal.tenant_id).order_by(Branch.code)
         )
     )
-    reports = kpi_reports(
-        session,
-        tenant_id=principal.tenant_id,
-        zones={b.id: b.time_zone for b in branches},
-        targets=_targets(session, principal.tenant_id),
-        filters=filters,
-    )
+    targets = _targets(session, principal.tenant_id)
+    refs = [BranchRef(b.tenant_id, b.id, b.time_zone) for b in branches]
+    with session_scope(_read_caught_up(request, session, refs)) as reading:
+        reports = kpi_reports(
+            reading,
+            tenant_id=principal.tenant_id,
+            zones={b.id: b.time_zone for b in branches},
+            targets=targets,
+            filters=filters,
+        )
     return [
         BranchKpis(
             branch_id=b.id,
@@ -178,6 +201,7 @@ def by_branch(
 
 @router.get("/branches/{branch_id}", response_model=BranchReportOut)
 def of_branch(
+    request: Request,
     branch_id: uuid.UUID,
     principal: BranchReader,
     session: SessionDep,
@@ -191,14 +215,17 @@ def of_branch(
         )
     )
     assert zone is not None  # require_at_branch answered 404 otherwise
-    reports = kpi_reports(
-        session,
-        tenant_id=principal.tenant_id,
-        zones={branch_id: zone},
-        targets=_targets(session, principal.tenant_id),
-        key=group_by,
-        filters=filters,
-    )
+    targets = _targets(session, principal.tenant_id)
+    ref = BranchRef(principal.tenant_id, branch_id, zone)
+    with session_scope(_read_caught_up(request, session, [ref])) as reading:
+        reports = kpi_reports(
+            reading,
+            tenant_id=principal.tenant_id,
+            zones={branch_id: zone},
+            targets=targets,
+            key=group_by,
+            filters=filters,
+        )
     return BranchReportOut(
         branch_id=branch_id,
         group_by=group_by,

@@ -25,7 +25,7 @@ from server.models.queue import (
     Ticket,
     allocate_server_seqs,
 )
-from server.models.reports import KpiFact
+from server.models.reports import KpiFact, KpiFactMark
 from server.models.tenancy import Branch, Counter, PauseReason, Service, Tenant
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "Device",
     "Integration",
     "KpiFact",
+    "KpiFactMark",
     "LoginThrottle",
     "NotificationTemplate",
     "NumberLease",

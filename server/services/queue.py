@@ -32,7 +32,6 @@ from server.models import (
     utc_now,
 )
 from server.models import Ticket as TicketRow
-from server.services.kpi_facts import write_facts
 from server.services.queue_append import AppendResult, append_events
 from server.services.queue_numbers import next_server_number
 from server.services.queue_records import (
@@ -225,7 +224,6 @@ def _record(
     tenant_id, branch_id = lease.branch.tenant_id, lease.branch.id
     write_events(session, tenant_id, branch_id, rows)
     write_tickets(session, tenant_id, branch_id, lease.state, events)
-    write_facts(session, tenant_id, branch_id, str(lease.state.time_zone), events, seqs[0])
     lease.advanced(seqs[-1], events[-1].id)
 
 

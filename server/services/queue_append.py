@@ -22,7 +22,6 @@ from core.errors import DomainError
 from core.events import EventBase, TicketIssued
 from core.machine import apply
 from server.models import Device, QueueEvent, User, allocate_server_seqs
-from server.services.kpi_facts import write_facts
 from server.services.queue_records import EventRow, need_canonical_uuid, write_events, write_tickets
 from server.services.queue_state import (
     BRANCH_STATES,
@@ -106,11 +105,7 @@ def append_events(
         write_events(session, tenant_id, branch_id, rows)
         write_tickets(session, tenant_id, branch_id, lease.state, accepted)
         if accepted:
-            numbered = [row for row in rows if row.server_seq is not None]
-            zone = str(lease.state.time_zone)
-            first_seq = numbered[0].server_seq or 0
-            write_facts(session, tenant_id, branch_id, zone, accepted, first_seq)
-            last = numbered[-1]
+            last = [row for row in rows if row.server_seq is not None][-1]
             lease.advanced(last.server_seq or 0, last.event.id)
         fresh = [
             AppendResult(

@@ -206,6 +206,7 @@ def _rows_at_0004(conn: Connection) -> None:
         kind="issued", service_id="s1", local_day=date(2026, 3, 2), hour_start=1772438400,
         no_show=0,
     )  # fmt: skip
+    _insert(conn, "kpi_fact_marks", branch_id=bid, through_seq=0, time_zone="Europe/Lisbon")
 
 
 # Add one entry per new revision: rows valid at that revision.

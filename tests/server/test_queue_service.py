@@ -20,6 +20,7 @@ from core.machine import apply, decide
 from core.state import TicketStatus
 from core.values import Channel, TicketNumber
 from server.db import make_session_factory, session_scope
+from server.services.kpi_facts import BranchRef, catch_up
 from server.models import (
     Branch,
     Counter,
@@ -180,10 +181,12 @@ def _projection_matches_state(desk: Desk) -> None:
 
 
 def _facts_match_log(desk: Desk) -> None:
-    """The stored KPI facts are the rows of the whole accepted log, no more, no fewer."""
+    """Caught up, the KPI facts are the rows of the whole accepted log, no more, no fewer."""
     branch_id = desk.seed.branch_id
     with session_scope(desk.factory) as s:
         zone = BranchStates().load(s, desk.seed.tenant_id, branch_id).time_zone
+    catch_up(desk.factory, BranchRef(desk.seed.tenant_id, branch_id, str(zone)))
+    with session_scope(desk.factory) as s:
         log = s.scalars(
             select(QueueEvent.payload)
             .where(QueueEvent.branch_id == branch_id, QueueEvent.status == "accepted")

@@ -1,7 +1,8 @@
 """KPI facts: per-segment, per-completion and tally rows that reports aggregate.
 
-Filled from the accepted events of every existing ticket, so reports cover the
-history from the start.
+Created empty, with no marks: the service fills them from the existing log after
+the upgrade (in the background, and for any branch a report reads first), so an
+upgrade does not wait for the whole history to be counted.
 
 Revision ID: 0004
 Revises: 0003
@@ -43,12 +44,22 @@ def upgrade() -> None:
         "kpi_facts",
         ["tenant_id", "branch_id", "local_day"],
     )
-    # Imported here: the migration module must load without the application.
-    from server.services.kpi_facts import rebuild_all_facts
-
-    rebuild_all_facts(op.get_bind())
+    op.create_table(
+        "kpi_fact_marks",
+        sa.Column("branch_id", sa.Uuid(), nullable=False),
+        sa.Column("through_seq", sa.BigInteger(), nullable=False),
+        sa.Column("time_zone", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["branch_id"],
+            ["branches.id"],
+            name=op.f("fk_kpi_fact_marks_branch_id_branches"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("branch_id", name=op.f("pk_kpi_fact_marks")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("kpi_fact_marks")
     op.drop_index("ix_kpi_facts_tenant_id_branch_id_local_day", table_name="kpi_facts")
     op.drop_table("kpi_facts")
