@@ -340,6 +340,8 @@ class ReportWindow(QMainWindow):
         self.chart_grid.addWidget(self.chart_views[0], 0, 0)
         self.chart_grid.addWidget(self.chart_views[1], 0, 1)
         self.chart_grid.addWidget(self.chart_views[2], 1, 0, 1, 2)
+        for view in self.chart_views:  # the theme's palette now: each chart follows it
+            view.ensurePolished()
         for button in (self.csv_button, self.pdf_button):
             button.setEnabled(True)
         at = result.generated_at.astimezone()

@@ -18,16 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCharts import QBarSeries
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox
+from PySide6.QtGui import QBrush, QImage
+from PySide6.QtWidgets import QApplication, QComboBox
 from pytestqt.qtbot import QtBot
 
 from core.kpi_rows import ALL, Filters
 from desktop.bridge import SyncBridge
+from desktop.charts import SERIES_COLOURS, arrivals_chart
 from desktop.main_window import MainWindow
 from desktop.report_data import COLUMNS, key_figures, shown
 from desktop.reports_view import COMPARISON_HEADERS, ReportWindow
 from desktop.session import SignedIn
+from desktop.theme import apply_theme
 from desktop.workspace import Workspace
 from sync.client.api import Offline
 from sync.client.cache import LocalCache
@@ -438,3 +442,84 @@ def test_tenant_readers_compare_branches(
     assert "needs the server" in text
     assert "still work" in text
     assert reports.compare_button.isEnabled()
+
+
+# -- the charts and the theme -----------------------------------------------------------
+
+
+def _lightness(brush: QBrush) -> int:
+    """The lightness a brush paints with (the mean of a gradient's stops)."""
+    gradient = brush.gradient()
+    if gradient is not None and brush.style() != Qt.BrushStyle.SolidPattern:
+        stops = [color.lightness() for _at, color in gradient.stops()]
+        return sum(stops) // len(stops)
+    return brush.color().lightness()
+
+
+def _mean_lightness(image: QImage) -> float:
+    image = image.convertToFormat(QImage.Format.Format_RGB32)
+    seen = [
+        image.pixelColor(x, y).lightness()
+        for y in range(0, image.height(), 3)
+        for x in range(0, image.width(), 3)
+    ]
+    return sum(seen) / len(seen)
+
+
+def _assert_charts_look(reports: ReportWindow, theme: str) -> None:
+    """Dark theme: dark charts with light text; light theme: the reverse."""
+    dark = theme == "dark"
+
+    def ground(value: float) -> bool:  # a background's lightness
+        return value < 80 if dark else value > 200
+
+    def ink(value: float) -> bool:  # a text's lightness
+        return value > 170 if dark else value < 100
+
+    for view in reports.chart_views:
+        chart = view.chart()
+        name = chart.title()
+        assert ground(_lightness(chart.backgroundBrush())), (theme, name)
+        assert ink(_lightness(chart.titleBrush())), (theme, name)
+        axes = [a for a in chart.axes() if a.isVisible()]
+        assert len(axes) == 2, name
+        for axis in axes:
+            assert ink(_lightness(axis.labelsBrush())), (theme, name, axis.titleText())
+            assert ink(_lightness(axis.titleBrush())), (theme, name, axis.titleText())
+            grid = axis.gridLinePen().color().lightness()
+            assert abs(grid - _lightness(chart.backgroundBrush())) < 60, (theme, name)
+        markers = chart.legend().markers()
+        assert markers, name
+        for marker in markers:
+            assert ink(_lightness(marker.labelBrush())), (theme, name, marker.label())
+        seen = _mean_lightness(view.grab().toImage())  # what the view actually paints
+        assert ground(seen), (theme, name, seen)
+    arrivals = reports.chart_views[0].chart().series()[0]
+    assert isinstance(arrivals, QBarSeries)
+    assert arrivals.barSets()[0].color() == SERIES_COLOURS["arrivals"][1 if dark else 0]
+
+
+def test_the_charts_follow_the_theme(
+    qtbot: QtBot, qapp: QApplication, event_loop_qt: object, cache: LocalCache
+) -> None:
+    before = qapp.styleSheet()
+    try:
+        apply_theme(qapp, "dark")
+        window = open_window(qtbot, cache, REPORTER)
+        reports = open_reports(qtbot, window)
+        reports.set_range(DAYS[0], DAYS[-1])
+        run(qtbot, reports)
+        _assert_charts_look(reports, "dark")
+
+        apply_theme(qapp, "light")  # the settings dialog switches it with the window open
+        _assert_charts_look(reports, "light")
+        apply_theme(qapp, "dark")
+        _assert_charts_look(reports, "dark")
+
+        run(qtbot, reports)  # a new report: new charts, still dark
+        _assert_charts_look(reports, "dark")
+        # The PDF's charts are printed on white whatever the console's theme.
+        assert reports.result is not None
+        assert _lightness(arrivals_chart(reports.result).backgroundBrush()) > 200
+    finally:
+        qapp.setStyleSheet(before)
