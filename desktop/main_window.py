@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QResizeEvent
@@ -36,12 +37,13 @@ from desktop.counter_panel import ActionButtons, CurrentTicketPanel, HelpOverlay
 from desktop.dashboard import Dashboard, DashboardData
 from desktop.handlers import ActionHandlers
 from desktop.queue_view import CountersTable, QueueTabs, section
-from desktop.report_data import Names
-from desktop.reports_view import ComparisonSource, ReportWindow
 from desktop.session import SignedIn
 from desktop.status import ConnectionStatus, OfflineBanner
 from desktop.theme import icon
 from desktop.workspace import NoTicket, Snapshot, Workspace
+
+if TYPE_CHECKING:  # the report window and Qt Charts load when first opened
+    from desktop.reports_view import ComparisonSource, ReportWindow
 
 Clock = Callable[[], datetime]
 
@@ -307,6 +309,9 @@ class MainWindow(QMainWindow):
         if reference is None:
             self.say("Reports need the branch's data: connect to the server once first.")
             return None
+        from desktop.report_data import Names
+        from desktop.reports_view import ReportWindow
+
         window = self.reports_window
         if window is None or window.cache is not workspace.cache:
             if window is not None:

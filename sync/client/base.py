@@ -255,7 +255,7 @@ class CacheFile:
         live = self._replica.live
         projection.write_tickets(conn, live, touched, unsynced)
         self._counters_written = projection.write_counters(conn, live, self._counters_written)
-        kpi_store.write_facts(conn, self._zone(), self._replica.tail, touched, self._targets())
+        kpi_store.keep_facts(conn, self._zone(), self._replica.tail, touched, self._targets())
         self._note(touched)
 
     def _zone(self) -> str:

@@ -312,10 +312,25 @@ class LocalCache(CacheFile, ConsoleReads):
             conn.execute(update(device).values(slot=data.device_slot))
         return True, self._replica.set_reference(data)
 
+    def flush_facts(self, limit: int | None = None) -> int:
+        """Write the KPI facts a bulk pull left for later (at most ``limit`` tickets' worth).
+
+        Returns how many tickets are still waiting for theirs; the sync engine calls
+        this a chunk at a time while idle, and every report first finishes the job.
+        """
+        with self._reading() as conn:
+            if not kpi_store.has_deferred(conn):
+                return 0
+        with self._writing(bump=False) as conn:
+            return kpi_store.flush_facts(
+                conn, self._zone(), self._replica.tail, self._targets(), limit
+            )
+
     def report(
         self, *, key: GroupBy | None = None, filters: Filters | None = None
     ) -> dict[GroupKey, KpiReport]:
         """Branch KPIs of the live state from SQL (see :mod:`sync.client.reports`)."""
+        self.flush_facts()
         with self._reading() as conn:
             live = self._replica.live
             return reports.branch_report(
@@ -331,6 +346,7 @@ class LocalCache(CacheFile, ConsoleReads):
         self, *, key: GroupBy, filters: Filters | None = None
     ) -> dict[GroupKey, Counts]:
         """Only the counts per ``key`` (see :func:`sync.client.reports.counts_by`)."""
+        self.flush_facts()
         with self._reading() as conn:
             live = self._replica.live
             return reports.counts_by(
@@ -343,6 +359,7 @@ class LocalCache(CacheFile, ConsoleReads):
 
     def wait_histogram(self, *, bin_s: int, bins: int, filters: Filters | None = None) -> list[int]:
         """Called segments per wait bin (see :func:`sync.client.reports.wait_histogram`)."""
+        self.flush_facts()
         with self._reading() as conn:
             return reports.wait_histogram(conn, filters=filters, bin_s=bin_s, bins=bins)
 

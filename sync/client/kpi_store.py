@@ -14,6 +14,13 @@ the rows it deletes and adds those of the rows it writes, so report counts read 
 few thousand rows instead of every fact. The SLA counts depend on the services'
 targets, kept with them in ``kpi_meta``; other targets (or the zone) mean counting
 them again from the facts.
+
+A write that touches many tickets (a pulled page of a first sync or a long outage)
+does not rewrite their facts there and then: :func:`keep_facts` lists them in
+``kpi_dirty``, in the same transaction, and :func:`flush_facts` writes them later,
+a chunk at a time, when the sync engine is idle or before a report reads them. So a
+console is up to date with the queue first and with its reports a moment later, and
+a crash in between loses nothing: the list is in the file.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.events import EventBase, parse_event
@@ -33,6 +40,7 @@ from sync.client.store import (
     HOUR_COUNTS,
     events,
     kpi_branch_hours,
+    kpi_dirty,
     kpi_facts,
     kpi_hours,
     kpi_meta,
@@ -69,6 +77,50 @@ def fact_row_dict(row: FactRow) -> dict[str, Any]:
     }
 
 
+DEFER_OVER = 64
+"""Tickets touched by one write above which their facts are left to :func:`flush_facts`."""
+
+
+def keep_facts(
+    conn: Connection,
+    time_zone: str,
+    tail: Sequence[OutboxEntry],
+    ticket_ids: set[str],
+    targets: Targets,
+) -> None:
+    """After a write touching ``ticket_ids``: their facts now, or listed for later if many."""
+    if len(ticket_ids) <= DEFER_OVER:
+        write_facts(conn, time_zone, tail, ticket_ids, targets)
+        return
+    ids = [{"ticket_id": t} for t in sorted(ticket_ids)]
+    conn.execute(sqlite_insert(kpi_dirty).on_conflict_do_nothing(), ids)
+
+
+def has_deferred(conn: Connection) -> bool:
+    """Whether some tickets' facts are still to be written."""
+    return conn.execute(select(kpi_dirty.c.ticket_id).limit(1)).first() is not None
+
+
+def flush_facts(
+    conn: Connection,
+    time_zone: str,
+    tail: Sequence[OutboxEntry],
+    targets: Targets,
+    limit: int | None = None,
+) -> int:
+    """Write the facts of (at most ``limit``) listed tickets; how many are left listed."""
+    query = select(kpi_dirty.c.ticket_id).order_by(kpi_dirty.c.ticket_id)
+    if limit is not None:
+        query = query.limit(limit)
+    ids = list(conn.execute(query).scalars())
+    write_facts(conn, time_zone, tail, ids, targets)
+    for chunk in _chunks(ids, 500):
+        conn.execute(delete(kpi_dirty).where(kpi_dirty.c.ticket_id.in_(chunk)))
+    if limit is None or len(ids) < limit:
+        return 0
+    return int(conn.execute(select(func.count()).select_from(kpi_dirty)).scalar_one())
+
+
 def write_facts(
     conn: Connection,
     time_zone: str,
@@ -76,12 +128,15 @@ def write_facts(
     ticket_ids: Iterable[str],
     targets: Targets,
 ) -> None:
-    """Rewrite the facts of ``ticket_ids`` (all of them when the zone changed)."""
+    """Rewrite the facts of ``ticket_ids``.
+
+    Facts bucketed in another zone (or none yet: a new file) are dropped first and
+    every ticket is listed for :func:`flush_facts`.
+    """
     meta = conn.execute(select(kpi_meta.c.time_zone, kpi_meta.c.targets)).first()
     if meta is None or meta.time_zone != time_zone:
-        rebuild_facts(conn, time_zone, tail, targets)
-        return
-    if meta.targets != targets_key(targets):
+        _start_over(conn, time_zone, tail, targets)
+    elif meta.targets != targets_key(targets):
         rebuild_hours(conn, targets)
     ids = sorted(set(ticket_ids))
     if not ids:
@@ -106,11 +161,29 @@ def write_facts(
     _add_hours(conn, counts)
 
 
+def _start_over(
+    conn: Connection, time_zone: str, tail: Sequence[OutboxEntry], targets: Targets
+) -> None:
+    """No facts, no counts, and every ticket listed for :func:`flush_facts` (a new zone)."""
+    conn.execute(delete(kpi_facts))
+    conn.execute(delete(kpi_dirty))
+    confirmed = select(events.c.ticket_id).where(events.c.ticket_id.is_not(None)).distinct()
+    conn.execute(insert(kpi_dirty).from_select(["ticket_id"], confirmed))
+    pending = sorted({t for e in tail if e.applies and (t := ticket_of(e.event)) is not None})
+    if pending:
+        listed = sqlite_insert(kpi_dirty).on_conflict_do_nothing()
+        conn.execute(listed, [{"ticket_id": t} for t in pending])
+    conn.execute(delete(kpi_meta))
+    conn.execute(insert(kpi_meta).values(id=1, time_zone=time_zone))
+    _write_hours(conn, (), targets)
+
+
 def rebuild_facts(
     conn: Connection, time_zone: str, tail: Sequence[OutboxEntry], targets: Targets
 ) -> None:
     """Every fact row again, from the confirmed log and the applying tail."""
     conn.execute(delete(kpi_facts))
+    conn.execute(delete(kpi_dirty))
     query = (
         select(events.c.body).where(events.c.ticket_id.is_not(None)).order_by(events.c.server_seq)
     )

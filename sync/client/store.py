@@ -8,8 +8,9 @@ Everything a console knows lives in one file (see :mod:`sync.client.paths`):
   by a push, awaiting its pull; ``void``: refused locally on a rebase but still to
   push, because the server wants contiguous ``device_seq`` values);
 - ``tickets``, ``counters``, ``services``: the projection the console reads;
-- ``kpi_facts``, ``kpi_hours``, ``kpi_branch_hours``, ``kpi_meta``: the KPI facts local
-  reports aggregate and their hourly counts (:mod:`sync.client.kpi_store`);
+- ``kpi_facts``, ``kpi_hours``, ``kpi_branch_hours``, ``kpi_meta``, ``kpi_dirty``: the
+  KPI facts local reports aggregate, their hourly counts, and the tickets whose facts
+  are still to be written (:mod:`sync.client.kpi_store`);
 - ``reference``, ``sync_state``, ``device``, ``number_blocks``, ``fallback_used``,
   ``alerts``: reference data, cursor, identity, offline numbers and staff alerts;
 - ``snapshot``: the confirmed state folded up to a point of ``events``, so that
@@ -253,6 +254,13 @@ kpi_meta = Table(
     Column("time_zone", String, nullable=False),
     # The SLA targets kpi_hours counted with, as JSON; NULL when it was not built.
     Column("targets", String),
+)
+
+# Tickets whose KPI facts a bulk pull left to be written later (see kpi_store.defer).
+kpi_dirty = Table(
+    "kpi_dirty",
+    metadata,
+    Column("ticket_id", String, primary_key=True),
 )
 
 number_blocks = Table(

@@ -276,7 +276,7 @@ def test_a_file_without_the_snapshot_table_is_upgraded(tmp_path: Path) -> None:
         "DROP TABLE snapshot; DROP INDEX ix_events_ticket_id;"
         " ALTER TABLE events DROP COLUMN ticket_id;"
         " DROP TABLE kpi_facts; DROP TABLE kpi_hours; DROP TABLE kpi_branch_hours;"
-        " DROP TABLE kpi_meta;"
+        " DROP TABLE kpi_meta; DROP TABLE kpi_dirty;"
     )
     conn.execute("PRAGMA user_version=2")
     conn.commit()
@@ -309,7 +309,7 @@ def test_a_file_without_kpi_facts_gets_them_from_its_log_and_keeps_its_snapshot(
     conn.executescript(  # the version 3 schema: without what version 4 adds
         "DROP INDEX ix_events_ticket_id; ALTER TABLE events DROP COLUMN ticket_id;"
         " DROP TABLE kpi_facts; DROP TABLE kpi_hours; DROP TABLE kpi_branch_hours;"
-        " DROP TABLE kpi_meta;"
+        " DROP TABLE kpi_meta; DROP TABLE kpi_dirty;"
     )
     conn.execute("PRAGMA user_version=3")
     conn.commit()
@@ -318,6 +318,12 @@ def test_a_file_without_kpi_facts_gets_them_from_its_log_and_keeps_its_snapshot(
     upgraded = LocalCache.open(cache.path, BRANCH)
 
     assert upgraded.snapshot_used  # the fold did not change: the snapshot still holds
+    # Every ticket is listed, and its facts written from the log when flushed.
+    conn = sqlite3.connect(cache.path)
+    listed = conn.execute("SELECT count(*) FROM kpi_dirty").fetchone()[0]
+    conn.close()
+    assert listed == len({row[0] for row in expected})
+    assert upgraded.flush_facts() == 0
     assert facts(cache.path) == expected
     upgraded.close()
     reopened = LocalCache.open(cache.path, BRANCH)
