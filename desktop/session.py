@@ -18,11 +18,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 
 from core.kpi_rows import Filters
-from sync.client import reports_api
 from sync.client.api import ClientError, Offline, SignedOut, Throttled, TlsFailure
 from sync.client.auth import AuthSession, SessionState, UserInfo, WrongCredentials
 from sync.client.credentials import (
@@ -34,8 +34,10 @@ from sync.client.credentials import (
     OfflineUnlockExpired,
     verify_offline,
 )
-from sync.client.reports_api import BranchRow
 from sync.client.tls import client_verify
+
+if TYPE_CHECKING:  # the comparison client loads with the first comparison
+    from sync.client.reports_api import BranchRow
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +226,8 @@ class Authenticator:
         """Every branch's KPIs from the service; raises the sync calls' ClientError family."""
         await self._live_session()
         assert self._client is not None  # a live session has its client
+        from sync.client import reports_api  # loaded with the first comparison
+
         return await reports_api.branch_comparison(self._client, self, filters)
 
     # -- signing out and closing ---------------------------------------------------------
