@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from core.events import parse_event
+from core.kpi import pauses
 from core.kpi_rows import fact_rows
 from core.permissions import BRANCH_MANAGER, STAFF
 from server.models import Branch, BranchSequence, KpiFact, KpiFactMark, QueueEvent
@@ -244,3 +245,30 @@ def test_a_branch_being_caught_up_is_skipped_by_the_background(db_url: str) -> N
             holder.join()
         assert catch_up(desk.world.factory, ref, wait=False) == 1
         _facts_equal_the_log(desk, _zone(desk))
+
+
+def test_pause_time_by_reason_is_folded_from_the_log(desk: Desk) -> None:
+    for counter in (desk.c1, desk.c2):
+        desk.ok(f"/counters/{counter}/open")
+    desk.ok(f"/counters/{desk.c1}/pause", {"reason": "Lunch"})
+    desk.ok(f"/counters/{desk.c2}/pause", {"reason": "Training"})
+    desk.ok(f"/counters/{desk.c1}/resume")
+    desk.ok(f"/counters/{desk.c1}/pause", {"reason": "Lunch"})
+    desk.ok(f"/counters/{desk.c2}/close")  # a close ends a pause too
+    desk.ok(f"/counters/{desk.c1}/close")
+    with desk.world.session() as s:
+        log = s.scalars(
+            select(QueueEvent.payload)
+            .where(QueueEvent.branch_id == desk.world.branch_id, QueueEvent.status == "accepted")
+            .order_by(QueueEvent.server_seq)
+        ).all()
+    expected = pauses([parse_event(p) for p in log])
+    assert [p.reason for p in expected] == ["Lunch", "Training", "Lunch"]
+    by_reason: dict[str, float] = {}
+    for pause in expected:
+        by_reason[pause.reason] = by_reason.get(pause.reason, 0.0) + pause.seconds
+    kpis = _branch_report(desk)["groups"][0]["kpis"]
+    assert kpis["pause_seconds_by_reason"] == pytest.approx(by_reason)
+    grouped = _branch_report(desk, "?group_by=counter")["groups"]
+    per_counter = {g["key"]: set(g["kpis"]["pause_seconds_by_reason"]) for g in grouped}
+    assert per_counter == {str(desk.c1): {"Lunch"}, str(desk.c2): {"Training"}}
