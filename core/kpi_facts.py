@@ -165,7 +165,7 @@ def collect(events: Iterable[EventBase], until: datetime | None = None) -> Facts
     facts = Facts()
     tickets: dict[str, _Track] = {}
     built: list[_OpenSegment] = []
-    open_pauses: dict[str, CounterPaused] = {}
+    pauses = PauseFold()
     for event in events:
         match event:
             case TicketIssued() if event.ticket_id not in tickets:
@@ -178,27 +178,52 @@ def collect(events: Iterable[EventBase], until: datetime | None = None) -> Facts
                     Tally("issued", event.occurred_at, event.service_id, None, None)
                 )
             case CounterPaused():
-                open_pauses.setdefault(event.counter_id, event)
+                pauses.paused(event.counter_id, event.occurred_at, event.actor_id, event.reason)
             case CounterResumed() | CounterClosed():
-                paused = open_pauses.pop(event.counter_id, None)
-                if paused is not None:
-                    facts.pauses.append(_pause(paused, event.occurred_at))
+                pauses.ended(event.counter_id, event.occurred_at)
             case _:
                 track = tickets.get(getattr(event, "ticket_id", ""))
                 # A ticket whose issue is not in the input is not counted at all.
                 if track is not None and track.segment.end is None:
                     _ticket_event(track, event, facts, built)
-    if until is not None:
-        facts.pauses.extend(_pause(paused, until) for paused in open_pauses.values())
+    facts.pauses = pauses.result(until)
     facts.segments = [segment.frozen() for segment in built]
     return facts
 
 
-def _pause(paused: CounterPaused, end: datetime) -> Pause:
-    seconds = max(0.0, elapsed_s(paused.occurred_at, end))
-    return Pause(
-        paused.counter_id, paused.actor_id, paused.reason, paused.occurred_at, end, seconds
-    )
+class PauseFold:
+    """Pauses from a branch's counter events in order; the one fold of them.
+
+    A pause lasts from a counter's first ``counter.paused`` to its next
+    ``counter.resumed`` or ``counter.closed``. Callers that hold parsed events feed
+    their fields, as do SQL reports that read only those fields of the log.
+    """
+
+    __slots__ = ("_ended", "_open")
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[datetime, str | None, str]] = {}
+        self._ended: list[Pause] = []
+
+    def paused(self, counter_id: str, at: datetime, staff_id: str | None, reason: str) -> None:
+        self._open.setdefault(counter_id, (at, staff_id, reason))
+
+    def ended(self, counter_id: str, at: datetime) -> None:
+        started = self._open.pop(counter_id, None)
+        if started is not None:
+            self._ended.append(_pause(counter_id, started, at))
+
+    def result(self, until: datetime | None = None) -> list[Pause]:
+        """The ended pauses in the order they ended, then (with ``until``) the open ones."""
+        found = list(self._ended)
+        if until is not None:
+            found.extend(_pause(c, started, until) for c, started in self._open.items())
+        return found
+
+
+def _pause(counter_id: str, started: tuple[datetime, str | None, str], end: datetime) -> Pause:
+    at, staff_id, reason = started
+    return Pause(counter_id, staff_id, reason, at, end, max(0.0, elapsed_s(at, end)))
 
 
 def _ticket_event(track: _Track, event: EventBase, facts: Facts, built: list[_OpenSegment]) -> None:

@@ -164,6 +164,7 @@ class Console(QObject):
         window.closed.connect(lambda: self._window_closed(window))
         window.notifier.enabled = self.prefs.notify_desktop
         window.notifier.min_severity = self.prefs.notify_min_severity
+        window.branch_comparison = self.auth.branch_comparison
         branches = [window.branch.itemData(i) for i in range(window.branch.count())]
         branch_id = self.prefs.branch_id if self.prefs.branch_id in branches else None
         branch_id = branch_id or (branches[0] if branches else None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QResizeEvent
@@ -33,12 +34,16 @@ from desktop.actions import CounterActions
 from desktop.alerts import AlertItem, AlertsPanel, Notifier
 from desktop.bridge import Connection, SyncAlert, SyncBridge
 from desktop.counter_panel import ActionButtons, CurrentTicketPanel, HelpOverlay, ParkedList
+from desktop.dashboard import Dashboard, DashboardData
 from desktop.handlers import ActionHandlers
 from desktop.queue_view import CountersTable, QueueTabs, section
 from desktop.session import SignedIn
 from desktop.status import ConnectionStatus, OfflineBanner
 from desktop.theme import icon
 from desktop.workspace import NoTicket, Snapshot, Workspace
+
+if TYPE_CHECKING:  # the report window and Qt Charts load when first opened
+    from desktop.reports_view import ComparisonSource, ReportWindow
 
 Clock = Callable[[], datetime]
 
@@ -71,6 +76,15 @@ class MainWindow(QMainWindow):
         help_action.triggered.connect(self._toggle_help)
         self.addAction(help_action)
         self.counter_actions.failed.connect(self.say)
+        self.reports_action = QAction(icon("reports"), "Reports…", self)
+        self.reports_action.setObjectName("action_reports")
+        self.reports_action.setShortcut(QKeySequence("Ctrl+Shift+R"))
+        self.reports_action.setToolTip("Branch reports, charts and exports (Ctrl+Shift+R)")
+        self.reports_action.triggered.connect(self.open_reports)
+        self.reports_action.setVisible(False)
+        self.addAction(self.reports_action)
+        self.branch_comparison: ComparisonSource | None = None  # set by the console
+        self.reports_window: ReportWindow | None = None
 
         self.banner = OfflineBanner()
         self.banner.sign_in_requested.connect(self.sign_in_requested)
@@ -85,13 +99,18 @@ class MainWindow(QMainWindow):
         self.user_label = QLabel()
         help_button = QPushButton(icon("help"), "Help  [F1]")
         help_button.clicked.connect(help_action.trigger)
+        self.reports_button = QPushButton(icon("reports"), "Reports")
+        self.reports_button.setObjectName("reportsButton")
+        self.reports_button.setToolTip(self.reports_action.toolTip())
+        self.reports_button.clicked.connect(self.reports_action.trigger)
+        self.reports_button.hide()
         settings_button = QPushButton(icon("settings"), "Settings")
         settings_button.clicked.connect(self.settings_requested)
         sign_out = QPushButton(icon("sign-out"), "Sign out")
         sign_out.setObjectName("signOut")
         sign_out.clicked.connect(self.sign_out_requested)
         self.sign_out_button = sign_out
-        for button in (help_button, settings_button, sign_out):
+        for button in (self.reports_button, help_button, settings_button, sign_out):
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         top = QHBoxLayout()
         top.addWidget(QLabel("Branch:"))
@@ -101,6 +120,7 @@ class MainWindow(QMainWindow):
         top.addWidget(self.counter_state)
         top.addStretch(1)
         top.addWidget(self.user_label)
+        top.addWidget(self.reports_button)
         top.addWidget(help_button)
         top.addWidget(settings_button)
         top.addWidget(sign_out)
@@ -127,6 +147,8 @@ class MainWindow(QMainWindow):
         self.lower_tabs = QTabWidget()
         self.lower_tabs.addTab(self.counters, "Counters")
         self.lower_tabs.addTab(self.alerts, "Alerts")
+        self.dashboard = Dashboard(clock)
+        self.lower_tabs.currentChanged.connect(lambda _i: self._refresh_dashboard())
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(section("Waiting", self.queues))
         right.addWidget(self.lower_tabs)
@@ -153,6 +175,12 @@ class MainWindow(QMainWindow):
         self.ticker = QTimer(self)
         self.ticker.setInterval(1000)
         self.ticker.timeout.connect(self._tick)
+        # The dashboard runs today's report: at most a few times a second, and only
+        # while it is shown, so counter actions never wait for it.
+        self._dashboard_timer = QTimer(self)
+        self._dashboard_timer.setSingleShot(True)
+        self._dashboard_timer.setInterval(250)
+        self._dashboard_timer.timeout.connect(self._refresh_dashboard)
         self.counter.currentIndexChanged.connect(self._counter_changed)
         self.set_signed_in(signed_in)
         self.resize(1280, 800)
@@ -233,7 +261,69 @@ class MainWindow(QMainWindow):
         self.counter_actions.update(workspace, snap)
         self.queues.can_call = self.counter_actions.actions["call_ticket"].isEnabled()
         self.queues.can_cancel = self.counter_actions.actions["cancel"].isVisible()
+        self._show_report_access()
+        if self.dashboard.isVisible():
+            self._dashboard_timer.start()
         self._show_banner()
+
+    # -- reports --------------------------------------------------------------------------
+
+    @property
+    def may_report(self) -> bool:
+        return self.workspace is not None and self.workspace.may("reports.branch")
+
+    @property
+    def may_compare(self) -> bool:
+        return "reports.tenant" in self.signed_in.user.permissions
+
+    def _show_report_access(self) -> None:
+        allowed = self.may_report
+        self.reports_action.setVisible(allowed)
+        self.reports_action.setEnabled(allowed)
+        self.reports_button.setVisible(allowed)
+        at = self.lower_tabs.indexOf(self.dashboard)
+        if allowed and at < 0:
+            self.lower_tabs.insertTab(0, self.dashboard, "Dashboard")
+        elif not allowed and at >= 0:
+            self.lower_tabs.removeTab(at)
+        if not allowed and self.reports_window is not None:
+            self.reports_window.close()
+            self.reports_window = None
+
+    def _refresh_dashboard(self) -> None:
+        workspace, snap = self.workspace, self.snapshot
+        if workspace is None or snap is None or not self.may_report:
+            return
+        if not self.dashboard.isVisible():
+            return
+        today = workspace.today_report()
+        data = DashboardData.of(snap.services, snap.waiting, snap.counters, today)
+        self.dashboard.show_data(data)
+
+    def open_reports(self) -> ReportWindow | None:
+        """Open (or raise) the report window of the branch; None when not allowed."""
+        workspace = self.workspace
+        if workspace is None or not self.may_report:
+            return None
+        reference = workspace.reference()
+        if reference is None:
+            self.say("Reports need the branch's data: connect to the server once first.")
+            return None
+        from desktop.report_data import Names
+        from desktop.reports_view import ReportWindow
+
+        window = self.reports_window
+        if window is None or window.cache is not workspace.cache:
+            if window is not None:
+                window.close()
+            branch = self.branch.currentText() or reference.branch.name
+            source = self.branch_comparison if self.may_compare else None
+            window = ReportWindow(workspace.cache, Names.of(branch, reference), comparison=source)
+            self.reports_window = window
+        window.show()
+        window.raise_()
+        window.activateWindow()
+        return window
 
     def _fill_counters(self, snap: Snapshot) -> None:
         wanted = [(c.name, c.id) for c in snap.counters]
@@ -276,8 +366,9 @@ class MainWindow(QMainWindow):
         self.alerts.model.set_items(items)
         count = len(items)
         title = f"Alerts ({count})" if count else "Alerts"
-        if self.lower_tabs.tabText(1) != title:  # a new title lays the tab widget out again
-            self.lower_tabs.setTabText(1, title)
+        at = self.lower_tabs.indexOf(self.alerts)  # after the dashboard, when it is shown
+        if self.lower_tabs.tabText(at) != title:  # a new title lays the tab widget out again
+            self.lower_tabs.setTabText(at, title)
 
     def add_sync_alert(self, alert: SyncAlert) -> None:
         if alert.kind == "rejected":
@@ -363,6 +454,7 @@ class MainWindow(QMainWindow):
     def _tick(self) -> None:
         self.ticket.tick()
         self.queues.tick()
+        self.dashboard.tick()
 
     def _toggle_help(self) -> None:
         self.help_overlay.toggle()
@@ -370,7 +462,11 @@ class MainWindow(QMainWindow):
     def stop_timers(self) -> None:
         self.ticker.stop()
         self._refresh_timer.stop()
+        self._dashboard_timer.stop()
         self.notifier.close()
+        if self.reports_window is not None:
+            self.reports_window.close()
+            self.reports_window = None
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
         super().resizeEvent(event)

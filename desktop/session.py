@@ -18,9 +18,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 
+from core.kpi_rows import Filters
 from sync.client.api import ClientError, Offline, SignedOut, Throttled, TlsFailure
 from sync.client.auth import AuthSession, SessionState, UserInfo, WrongCredentials
 from sync.client.credentials import (
@@ -33,6 +35,9 @@ from sync.client.credentials import (
     verify_offline,
 )
 from sync.client.tls import client_verify
+
+if TYPE_CHECKING:  # the comparison client loads with the first comparison
+    from sync.client.reports_api import BranchRow
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +221,14 @@ class Authenticator:
             if self.on_change is not None:
                 self.on_change(online)
             return session
+
+    async def branch_comparison(self, filters: Filters) -> list[BranchRow]:
+        """Every branch's KPIs from the service; raises the sync calls' ClientError family."""
+        await self._live_session()
+        assert self._client is not None  # a live session has its client
+        from sync.client import reports_api  # loaded with the first comparison
+
+        return await reports_api.branch_comparison(self._client, self, filters)
 
     # -- signing out and closing ---------------------------------------------------------
 

@@ -36,6 +36,8 @@ from core.commands import (
     Transfer,
 )
 from core.events import Customer, EventBase, TicketIssued
+from core.kpi import KpiReport
+from core.kpi_rows import ALL, Filters
 from core.values import Outcome, PriorityClass, TransferPosition
 from desktop.bridge import SyncBridge
 from desktop.live_queues import LiveQueues, QueueEdits
@@ -209,6 +211,11 @@ class Workspace(QObject):
         if self.counter_id is None:
             return None
         return self.cache.current_ticket(self.counter_id)
+
+    def today_report(self) -> KpiReport:
+        """Today's KPIs (the branch-local day) from the cache's SQL, for the dashboard."""
+        day = self.cache.local_day(self._clock())
+        return self.cache.report(filters=Filters(first_day=day, last_day=day))[ALL]
 
     def acknowledge(self, alert_ids: list[int]) -> None:
         self.cache.acknowledge_alerts(alert_ids)

@@ -8,6 +8,8 @@ database is still down or unmigrated.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -35,6 +37,7 @@ from server.api import (
     branch_services,
     branches,
     counter_actions,
+    reports,
     roles,
     sync,
     sync_stream,
@@ -47,6 +50,7 @@ from server.db import make_engine, make_session_factory, parse_database_url
 from server.migrate import current_revision, head_revision
 from server.request_gate import RequestGate, in_flight_limit
 from server.services.keys import KeyRingSource
+from server.services.kpi_facts import keep_facts_current
 from server.services.sync_hub import running_hub
 
 API_PREFIX: Final = "/api/v1"
@@ -64,6 +68,7 @@ ROUTERS: Final[tuple[APIRouter, ...]] = (
     audit_log.router,
     sync.router,
     sync_stream.router,
+    reports.router,
 )
 # Long-lived requests that must not hold a request-gate slot while they wait.
 GATE_EXEMPT: Final = frozenset({API_PREFIX + sync_stream.STREAM_PATH})
@@ -221,11 +226,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.session_factory = make_session_factory(engine)
         app.state.keys = KeyRingSource(app.state.session_factory)
         app.state.read_session_factory = make_session_factory(engine, read_only=True)
+        stop_facts = threading.Event()
+        facts = None
+        if settings.kpi_facts_interval_s > 0:
+            facts = asyncio.create_task(
+                keep_facts_current(
+                    app.state.session_factory, settings.kpi_facts_interval_s, stop_facts
+                )
+            )
         try:
             async with running_hub(app.state.session_factory, engine.url) as hub:
                 app.state.sync_hub = hub
                 yield
         finally:
+            stop_facts.set()
+            if facts is not None:
+                facts.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await facts
             engine.dispose()
 
     app = FastAPI(title="QueueDesk", lifespan=lifespan)

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     sync_heartbeat_s: float = Field(default=HEARTBEAT_S, gt=0)
     sync_stream_max_s: float = Field(default=900.0, gt=0)
 
+    # Seconds between background catch-ups of the report facts with the event log
+    # (0: none; reports still catch their branches up before they read).
+    kpi_facts_interval_s: float = Field(default=30.0, ge=0)
+
     @model_validator(mode="after")
     def _default_database(self) -> Settings:
         if not self.database_url.strip():

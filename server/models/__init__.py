@@ -25,6 +25,7 @@ from server.models.queue import (
     Ticket,
     allocate_server_seqs,
 )
+from server.models.reports import KpiFact, KpiFactMark
 from server.models.tenancy import Branch, Counter, PauseReason, Service, Tenant
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "Counter",
     "Device",
     "Integration",
+    "KpiFact",
+    "KpiFactMark",
     "LoginThrottle",
     "NotificationTemplate",
     "NumberLease",

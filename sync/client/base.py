@@ -41,7 +41,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
 from core.ids import new_id
 from core.values import BusinessDay
-from sync.client import migrations, projection, snapshot
+from sync.client import kpi_store, migrations, projection, snapshot
 from sync.client import outbox as rows
 from sync.client.errors import NotACacheFile
 from sync.client.numbers import NumberSource
@@ -155,6 +155,9 @@ class CacheFile:
                 projection.rewrite(conn, live, unsynced)
                 if self._replica.reference is not None:
                     projection.write_services(conn, self._replica.reference)
+                kpi_store.rebuild_facts(conn, self._zone(), self._replica.tail, self._targets())
+            else:
+                kpi_store.write_facts(conn, self._zone(), self._replica.tail, (), self._targets())
 
     def _load(self, conn: Connection, use_snapshot: bool = True) -> Outcome:
         """Rebuild every piece of memory from the file, within ``conn``'s transaction."""
@@ -252,7 +255,14 @@ class CacheFile:
         live = self._replica.live
         projection.write_tickets(conn, live, touched, unsynced)
         self._counters_written = projection.write_counters(conn, live, self._counters_written)
+        kpi_store.keep_facts(conn, self._zone(), self._replica.tail, touched, self._targets())
         self._note(touched)
+
+    def _zone(self) -> str:
+        return str(self._replica.live.time_zone)
+
+    def _targets(self) -> dict[str, int | None]:
+        return {s.id: s.target_wait_s for s in self._replica.live.services.values()}
 
     def _note(self, ticket_ids: Iterable[str]) -> None:
         """Log that the rows of ``ticket_ids`` were (re)written.

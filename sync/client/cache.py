@@ -28,17 +28,19 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
 from core.commands import Command, IssueTicket
 from core.events import Customer, EventBase, TicketIssued
+from core.kpi import GroupBy, KpiReport
+from core.kpi_rows import Counts, Filters, GroupKey
 from core.machine import apply, decide
 from core.values import BusinessDay, Channel, PriorityClass, TicketNumber
+from sync.client import kpi_store, projection, reads, reports
 from sync.client import outbox as rows
-from sync.client import projection, reads
 from sync.client.base import CacheFile
 from sync.client.errors import NotACacheFile
 from sync.client.reads import ConsoleReads
@@ -309,6 +311,62 @@ class LocalCache(CacheFile, ConsoleReads):
             self._numbers.slot = data.device_slot
             conn.execute(update(device).values(slot=data.device_slot))
         return True, self._replica.set_reference(data)
+
+    def flush_facts(self, limit: int | None = None) -> int:
+        """Write the KPI facts a bulk pull left for later (at most ``limit`` tickets' worth).
+
+        Returns how many tickets are still waiting for theirs; the sync engine calls
+        this a chunk at a time while idle, and every report first finishes the job.
+        """
+        with self._reading() as conn:
+            if not kpi_store.has_deferred(conn):
+                return 0
+        with self._writing(bump=False) as conn:
+            return kpi_store.flush_facts(
+                conn, self._zone(), self._replica.tail, self._targets(), limit
+            )
+
+    def report(
+        self, *, key: GroupBy | None = None, filters: Filters | None = None
+    ) -> dict[GroupKey, KpiReport]:
+        """Branch KPIs of the live state from SQL (see :mod:`sync.client.reports`)."""
+        self.flush_facts()
+        with self._reading() as conn:
+            live = self._replica.live
+            return reports.branch_report(
+                conn,
+                targets={s.id: s.target_wait_s for s in live.services.values()},
+                time_zone=str(live.time_zone),
+                counter_events=kpi_store.counter_events(conn, self._replica.tail),
+                key=key,
+                filters=filters,
+            )
+
+    def report_counts(
+        self, *, key: GroupBy, filters: Filters | None = None
+    ) -> dict[GroupKey, Counts]:
+        """Only the counts per ``key`` (see :func:`sync.client.reports.counts_by`)."""
+        self.flush_facts()
+        with self._reading() as conn:
+            live = self._replica.live
+            return reports.counts_by(
+                conn,
+                targets={s.id: s.target_wait_s for s in live.services.values()},
+                time_zone=str(live.time_zone),
+                key=key,
+                filters=filters,
+            )
+
+    def wait_histogram(self, *, bin_s: int, bins: int, filters: Filters | None = None) -> list[int]:
+        """Called segments per wait bin (see :func:`sync.client.reports.wait_histogram`)."""
+        self.flush_facts()
+        with self._reading() as conn:
+            return reports.wait_histogram(conn, filters=filters, bin_s=bin_s, bins=bins)
+
+    def local_day(self, at: datetime) -> date:
+        """The branch-local calendar day of ``at`` (the day reports bucket it in)."""
+        with self._lock:
+            return at.astimezone(self._replica.live.time_zone.zone).date()
 
     def reference(self) -> ReferenceData | None:
         """The branch's reference data (services, counters, staff, pause reasons), if any.

@@ -76,7 +76,27 @@ def _snapshot(conn: Connection) -> None:
     snapshot.create(conn, checkfirst=True)
 
 
-STEPS: dict[int, Step] = {2: _parked_by, 3: _snapshot}
+def _kpi_facts(conn: Connection) -> None:
+    """4: ``events.ticket_id`` (indexed: a ticket's confirmed history for its KPI facts)
+    and the empty ``kpi_facts``, ``kpi_hours``, ``kpi_branch_hours``, ``kpi_meta`` and
+    ``kpi_dirty`` tables.
+
+    The facts are not computed here: with no ``kpi_meta`` row the cache's first write
+    lists every ticket in ``kpi_dirty`` and the facts are written from there
+    (:func:`sync.client.kpi_store.flush_facts`; it needs the branch's zone and the
+    live outbox tail).
+    """
+    conn.execute(text("ALTER TABLE events ADD COLUMN ticket_id VARCHAR"))
+    conn.execute(text("UPDATE events SET ticket_id = json_extract(body, '$.ticket_id')"))
+    conn.execute(text("CREATE INDEX ix_events_ticket_id ON events (ticket_id)"))
+    metadata.tables["kpi_facts"].create(conn)
+    metadata.tables["kpi_hours"].create(conn)
+    metadata.tables["kpi_branch_hours"].create(conn)
+    metadata.tables["kpi_meta"].create(conn)
+    metadata.tables["kpi_dirty"].create(conn)
+
+
+STEPS: dict[int, Step] = {2: _parked_by, 3: _snapshot, 4: _kpi_facts}
 """Upgrade steps by the version they produce (2, 3, …); version 1 is the first schema."""
 
 

@@ -41,7 +41,7 @@ dumps_pulled = json.JSONEncoder(separators=(",", ":")).encode
 """The stored form of a pulled event's JSON object: compact, keys as the service sent them."""
 
 _PAGE: TypeAdapter[list[QueueEvent]] = TypeAdapter(list[QueueEvent])
-_STORE_CONFIRMED = "INSERT INTO events (server_seq, event_id, body) VALUES (?, ?, ?)"
+_STORE_CONFIRMED = "INSERT INTO events (server_seq, event_id, body, ticket_id) VALUES (?, ?, ?, ?)"
 
 
 def now_iso() -> str:
@@ -74,8 +74,12 @@ def parse_pulled(bodies: list[dict[str, Any]]) -> list[EventBase]:
     return [parse_event(b) for b in bodies]
 
 
-def store_confirmed(conn: Connection, rows: Iterable[tuple[int, str, str]]) -> None:
-    """Append ``(server_seq, event id, JSON body)`` rows to the confirmed log."""
+def store_confirmed(conn: Connection, rows: Iterable[tuple[int, str, str, str | None]]) -> None:
+    """Append ``(server_seq, event id, JSON body, ticket id)`` rows to the confirmed log.
+
+    The ticket id (None for a counter event) is what :mod:`sync.client.kpi_store`
+    finds a ticket's confirmed history by.
+    """
     # One executemany straight to the driver: a page is thousands of rows.
     values = list(rows)
     if values:

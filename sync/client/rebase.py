@@ -109,7 +109,9 @@ def apply_pull(
     pulled = rows.parse_pulled([p.event for p in fresh])
     encode = rows.dumps_pulled
     stored = zip(fresh, pulled, strict=True)
-    rows.store_confirmed(conn, [(p.server_seq, str(e.id), encode(p.event)) for p, e in stored])
+    rows.store_confirmed(
+        conn, [(p.server_seq, str(e.id), encode(p.event), ticket_of(e)) for p, e in stored]
+    )
     outcome.stored = len(fresh)
     outcome.touched.update(t for e in pulled if (t := ticket_of(e)))
     before, old_tail = replica.live, list(replica.tail)

@@ -8,6 +8,9 @@ Everything a console knows lives in one file (see :mod:`sync.client.paths`):
   by a push, awaiting its pull; ``void``: refused locally on a rebase but still to
   push, because the server wants contiguous ``device_seq`` values);
 - ``tickets``, ``counters``, ``services``: the projection the console reads;
+- ``kpi_facts``, ``kpi_hours``, ``kpi_branch_hours``, ``kpi_meta``, ``kpi_dirty``: the
+  KPI facts local reports aggregate, their hourly counts, and the tickets whose facts
+  are still to be written (:mod:`sync.client.kpi_store`);
 - ``reference``, ``sync_state``, ``device``, ``number_blocks``, ``fallback_used``,
   ``alerts``: reference data, cursor, identity, offline numbers and staff alerts;
 - ``snapshot``: the confirmed state folded up to a point of ``events``, so that
@@ -31,6 +34,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -78,6 +82,8 @@ events = Table(
     Column("server_seq", Integer, primary_key=True),
     Column("event_id", String, nullable=False, unique=True),
     Column("body", Text, nullable=False),
+    Column("ticket_id", String),  # the ticket it is about; NULL for counter events
+    Index("ix_events_ticket_id", "ticket_id"),
 )
 
 snapshot = Table(
@@ -159,6 +165,102 @@ services = Table(
     Column("name", String, nullable=False),
     Column("target_wait_s", Integer),
     Column("active", Integer, nullable=False),
+)
+
+HOUR_COUNTS = (
+    "facts",  # every fact row: a group with only uncounted rows still exists
+    "issued",
+    "called",
+    "served",
+    "no_show",
+    "cancelled",
+    "abandoned",
+    "transfers",
+    "recalls",
+    "sla_eligible",
+    "sla_met",
+    "served_timed",  # completions with a service time
+    # Exact sums of the waits and of the service times: each value is an integer
+    # number of 2**-72 s (exact for any float of a microsecond count), kept in four
+    # 32-bit limbs so SQL sums of them stay integers (see sync.client.exact_sum).
+    "wait_l0",
+    "wait_l1",
+    "wait_l2",
+    "wait_l3",
+    "service_l0",
+    "service_l1",
+    "service_l2",
+    "service_l3",
+    "inexact",  # values that have no such exact form: their groups read every value
+)
+
+# KPI facts of the live state (core.kpi_rows.FactRow), rewritten per touched ticket.
+kpi_facts = Table(
+    "kpi_facts",
+    metadata,
+    Column("ticket_id", String, primary_key=True),
+    Column("ord", Integer, primary_key=True),
+    Column("kind", String, nullable=False),
+    Column("service_id", String),
+    Column("counter_id", String),
+    Column("staff_id", String),
+    Column("local_day", String, nullable=False),  # ISO date in the branch's zone
+    Column("hour_start", Integer, nullable=False),  # Unix seconds of the local hour's start
+    Column("value", Float),  # wait (segment) or service time (completion), seconds
+    Column("no_show", Integer, nullable=False),
+    # A day's sorted waits or service times, and a range's, read from the indexes; the
+    # first also covers every column a report groups or filters the values by.
+    Index(
+        "ix_kpi_facts_kind_day_value",
+        "kind",
+        "local_day",
+        "value",
+        "service_id",
+        "counter_id",
+        "staff_id",
+        "hour_start",
+    ),
+    Index("ix_kpi_facts_kind_value_day", "kind", "value", "local_day"),
+)
+
+# The counts of kpi_facts per branch-local hour, service, counter and staff member
+# ('' for none), kept with the facts so report counts need not scan them.
+kpi_hours = Table(
+    "kpi_hours",
+    metadata,
+    Column("hour_start", Integer, primary_key=True),
+    Column("service_id", String, primary_key=True),
+    Column("counter_id", String, primary_key=True),
+    Column("staff_id", String, primary_key=True),
+    Column("local_day", String, nullable=False),
+    *(Column(name, Integer, nullable=False) for name in HOUR_COUNTS),
+)
+
+# The same counts per hour for the whole branch: what reports without a service,
+# counter or staff filter or grouping read (a year is a few thousand rows).
+kpi_branch_hours = Table(
+    "kpi_branch_hours",
+    metadata,
+    Column("hour_start", Integer, primary_key=True),
+    Column("local_day", String, nullable=False),
+    *(Column(name, Integer, nullable=False) for name in HOUR_COUNTS),
+)
+
+# The zone the KPI facts were bucketed in; another zone means rebuilding them.
+kpi_meta = Table(
+    "kpi_meta",
+    metadata,
+    Column("id", Integer, primary_key=True),  # always 1
+    Column("time_zone", String, nullable=False),
+    # The SLA targets kpi_hours counted with, as JSON; NULL when it was not built.
+    Column("targets", String),
+)
+
+# Tickets whose KPI facts a bulk pull left to be written later (see kpi_store.defer).
+kpi_dirty = Table(
+    "kpi_dirty",
+    metadata,
+    Column("ticket_id", String, primary_key=True),
 )
 
 number_blocks = Table(

@@ -198,11 +198,23 @@ def _rows_at_0003(conn: Connection) -> None:
     """0003 adds an index only: the rows of earlier revisions must come through."""
 
 
+def _rows_at_0004(conn: Connection) -> None:
+    branches = sa.table("branches", sa.column("tenant_id", sa.Uuid()), sa.column("id", sa.Uuid()))
+    tid, bid = conn.execute(sa.select(branches.c.tenant_id, branches.c.id)).one()
+    _insert(
+        conn, "kpi_facts", ticket_id=uuid.uuid4(), ord=0, tenant_id=tid, branch_id=bid,
+        kind="issued", service_id="s1", local_day=date(2026, 3, 2), hour_start=1772438400,
+        no_show=0,
+    )  # fmt: skip
+    _insert(conn, "kpi_fact_marks", branch_id=bid, through_seq=0, time_zone="Europe/Lisbon")
+
+
 # Add one entry per new revision: rows valid at that revision.
 SAMPLE_ROWS: dict[str, Callable[[Connection], None]] = {
     "0001": _rows_at_0001,
     "0002": _rows_at_0002,
     "0003": _rows_at_0003,
+    "0004": _rows_at_0004,
 }
 
 

@@ -14,15 +14,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import commands as cmd
 from core.errors import DomainError
-from core.events import EventBase
+from core.events import EventBase, parse_event
+from core.kpi_rows import fact_rows
 from core.machine import apply, decide
 from core.state import TicketStatus
 from core.values import Channel, TicketNumber
 from server.db import make_session_factory, session_scope
+from server.services.kpi_facts import BranchRef, catch_up
 from server.models import (
     Branch,
     Counter,
     Device,
+    KpiFact,
     NumberLease,
     QueueEvent,
     Service,
@@ -174,6 +177,34 @@ def _projection_matches_state(desk: Desk) -> None:
                 t.service_started_at,
                 t.finished_at,
             )
+    _facts_match_log(desk)
+
+
+def _facts_match_log(desk: Desk) -> None:
+    """Caught up, the KPI facts are the rows of the whole accepted log, no more, no fewer."""
+    branch_id = desk.seed.branch_id
+    with session_scope(desk.factory) as s:
+        zone = BranchStates().load(s, desk.seed.tenant_id, branch_id).time_zone
+    catch_up(desk.factory, BranchRef(desk.seed.tenant_id, branch_id, str(zone)))
+    with session_scope(desk.factory) as s:
+        log = s.scalars(
+            select(QueueEvent.payload)
+            .where(QueueEvent.branch_id == branch_id, QueueEvent.status == "accepted")
+            .order_by(QueueEvent.server_seq)
+        ).all()
+        stored = s.execute(
+            select(
+                KpiFact.ticket_id, KpiFact.ord, KpiFact.kind, KpiFact.service_id,
+                KpiFact.counter_id, KpiFact.staff_id, KpiFact.local_day, KpiFact.hour_start,
+                KpiFact.value, KpiFact.no_show,
+            ).where(KpiFact.branch_id == branch_id)
+        ).all()  # fmt: skip
+    expected = [
+        (uuid.UUID(r.ticket_id), r.ord, r.kind, r.service_id, r.counter_id, r.staff_id,
+         r.local_day, r.hour_start, r.value, int(r.no_show))
+        for r in fact_rows([parse_event(p) for p in log], zone)
+    ]  # fmt: skip
+    assert sorted(tuple(r) for r in stored) == sorted(expected)
 
 
 # -- commands --------------------------------------------------------------------

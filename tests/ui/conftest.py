@@ -219,8 +219,11 @@ def make_console(
 
 
 # The offscreen platform cannot pass size hints to a window manager it does not
-# have, and says so for every top-level window whose size constraints change.
-_PLATFORM_NOISE = pytest.mark.qt_log_ignore(r"This plugin does not support propagateSizeHints")
+# have, and says so for every top-level window whose size constraints change (and
+# for every window raised above another).
+_PLATFORM_NOISE = pytest.mark.qt_log_ignore(
+    r"This plugin does not support propagateSizeHints", r"This plugin does not support raise\(\)"
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

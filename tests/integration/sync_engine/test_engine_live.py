@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
 from core import commands as cmd
+from sync.client import engine as engine_module
+from sync.client import kpi_store
 from sync.client.cache import LocalCache
 from sync.client.connectivity import ConnectionState
 from sync.client.thread import SyncConfig, SyncThread, password_sign_in
@@ -157,3 +160,41 @@ def test_the_sync_thread_syncs_commands_committed_on_another_thread(
         assert not view.unsynced
     finally:
         reopened.close()
+
+
+def _listed_and_facts(path: Path) -> tuple[int, int]:
+    conn = sqlite3.connect(path)
+    try:
+        listed = conn.execute("SELECT count(*) FROM kpi_dirty").fetchone()[0]
+        issued = conn.execute("SELECT count(*) FROM kpi_facts WHERE kind = 'issued'").fetchone()[0]
+        return int(listed), int(issued)
+    finally:
+        conn.close()
+
+
+@pytest.mark.asyncio
+async def test_facts_a_bulk_pull_left_for_later_are_written_while_idle(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kpi_store, "DEFER_OVER", 1)  # any page of two tickets is "bulk"
+    async with console(server.base_url, server.branch_id, tmp_path / "a.sqlite3") as a:
+        for _ in range(6):
+            a.cache.issue_ticket(server.service_id, at=now())
+        await a.engine.wait_idle(WAIT_S)
+    deferred: list[int] = []
+    real_flush = LocalCache.flush_facts
+
+    def counting_flush(self: LocalCache, limit: int | None = None) -> int:
+        left = real_flush(self, limit)
+        deferred.append(left)
+        return left
+
+    monkeypatch.setattr(LocalCache, "flush_facts", counting_flush)
+    monkeypatch.setattr(engine_module, "FACTS_CHUNK", 2)
+    path = tmp_path / "b.sqlite3"
+    async with console(server.base_url, server.branch_id, path) as b:
+        # A new console pulls the six tickets at once; nobody asks for a report.
+        await b.engine.wait_idle(WAIT_S)
+        await eventually(lambda: _listed_and_facts(path) == (0, 6))
+        assert len(b.cache.waiting(server.service_id)) == 6
+    assert deferred[:3] == [4, 2, 0]  # two tickets per idle step, from the engine's loop

@@ -97,6 +97,11 @@ def test_a_file_from_before_parked_by_is_filled_from_its_log(tmp_path: Path) -> 
     conn = sqlite3.connect(tmp_path / "cache.sqlite3")
     conn.execute("ALTER TABLE tickets DROP COLUMN parked_by")  # the version 1 schema
     conn.execute("DROP TABLE snapshot")
+    conn.executescript(  # without what version 4 adds
+        "DROP INDEX ix_events_ticket_id; ALTER TABLE events DROP COLUMN ticket_id;"
+        " DROP TABLE kpi_facts; DROP TABLE kpi_hours; DROP TABLE kpi_branch_hours;"
+        " DROP TABLE kpi_meta; DROP TABLE kpi_dirty;"
+    )
     conn.execute("PRAGMA user_version=1")
     conn.commit()
     conn.close()

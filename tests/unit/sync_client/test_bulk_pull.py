@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from core import commands as cmd
 from core.errors import DomainError, MalformedEvent
 from core.events import parse_event
+from core.kpi_rows import fact_rows
 from core.state import TicketStatus
 from core.values import TicketNumber, TransferPosition
 from sync.client import base, cache, projection
 from sync.client.cache import LocalCache
+from sync.client.kpi_store import fact_row_dict
 from sync.client.outbox import parse_pulled
 from sync.client.store import tickets
 from tests.unit.sync.builders import (
@@ -115,16 +117,27 @@ def pull_all(service: FakeService, target: LocalCache, limit: int) -> None:
         pass
 
 
-def rows(target: LocalCache) -> list[tuple[Any, ...]]:
+def rows(target: LocalCache, query: str = "SELECT * FROM tickets ORDER BY id") -> list[Any]:
     conn = sqlite3.connect(target.path)
     try:
-        return conn.execute("SELECT * FROM tickets ORDER BY id").fetchall()
+        return conn.execute(query).fetchall()
     finally:
         conn.close()
 
 
+FACTS = "SELECT * FROM kpi_facts ORDER BY ticket_id, ord"
+
+
+def expected_facts(service: FakeService) -> list[tuple[Any, ...]]:
+    """The KPI fact rows of the service's whole log, as the cache stores them."""
+    events = [parse_event(p.event) for p in service.log]
+    found = [tuple(fact_row_dict(r).values()) for r in fact_rows(events, service.state.time_zone)]
+    return sorted(found, key=lambda r: (r[0], r[1]))
+
+
 def assert_converged(a: LocalCache, b: LocalCache) -> None:
     assert rows(a) == rows(b)
+    assert rows(a, FACTS) == rows(b, FACTS)  # kept up to date by bulk pages too
     assert a.projection_hash() == b.projection_hash()
     assert a._replica.base == b._replica.base
     assert a._replica.live == b._replica.live
@@ -164,6 +177,7 @@ def test_big_pages_and_one_by_one_give_the_same_cache(
         assert bulk.outbox_size() == 0
         assert not bulk._replica.shared  # the last page separated them again
         assert_converged(bulk, single)
+        assert rows(bulk, FACTS) == expected_facts(service)
         bulk.close()
         reopened = LocalCache.open(bulk.path, BRANCH)
         assert_converged(reopened, single)

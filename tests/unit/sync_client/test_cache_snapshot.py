@@ -272,7 +272,12 @@ def test_reference_data_that_changes_what_folds_stops_snapshots_until_the_next_r
 def test_a_file_without_the_snapshot_table_is_upgraded(tmp_path: Path) -> None:
     cache = saved_cache(tmp_path)
     conn = sqlite3.connect(cache.path)
-    conn.execute("DROP TABLE snapshot")
+    conn.executescript(  # the version 2 schema: without what versions 3 and 4 add
+        "DROP TABLE snapshot; DROP INDEX ix_events_ticket_id;"
+        " ALTER TABLE events DROP COLUMN ticket_id;"
+        " DROP TABLE kpi_facts; DROP TABLE kpi_hours; DROP TABLE kpi_branch_hours;"
+        " DROP TABLE kpi_meta; DROP TABLE kpi_dirty;"
+    )
     conn.execute("PRAGMA user_version=2")
     conn.commit()
     conn.close()
@@ -284,6 +289,47 @@ def test_a_file_without_the_snapshot_table_is_upgraded(tmp_path: Path) -> None:
     assert_same_memory(upgraded, replayed(cache.path))
     upgraded.close()
     assert LocalCache.open(cache.path, BRANCH).snapshot_used
+
+
+def facts(path: Path) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT * FROM kpi_facts ORDER BY ticket_id, ord").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_file_without_kpi_facts_gets_them_from_its_log_and_keeps_its_snapshot(
+    tmp_path: Path,
+) -> None:
+    cache = saved_cache(tmp_path)
+    expected = facts(cache.path)
+    assert expected  # the busy service's tickets have facts
+    conn = sqlite3.connect(cache.path)
+    conn.executescript(  # the version 3 schema: without what version 4 adds
+        "DROP INDEX ix_events_ticket_id; ALTER TABLE events DROP COLUMN ticket_id;"
+        " DROP TABLE kpi_facts; DROP TABLE kpi_hours; DROP TABLE kpi_branch_hours;"
+        " DROP TABLE kpi_meta; DROP TABLE kpi_dirty;"
+    )
+    conn.execute("PRAGMA user_version=3")
+    conn.commit()
+    conn.close()
+
+    upgraded = LocalCache.open(cache.path, BRANCH)
+
+    assert upgraded.snapshot_used  # the fold did not change: the snapshot still holds
+    # Every ticket is listed, and its facts written from the log when flushed.
+    conn = sqlite3.connect(cache.path)
+    listed = conn.execute("SELECT count(*) FROM kpi_dirty").fetchone()[0]
+    conn.close()
+    assert listed == len({row[0] for row in expected})
+    assert upgraded.flush_facts() == 0
+    assert facts(cache.path) == expected
+    upgraded.close()
+    reopened = LocalCache.open(cache.path, BRANCH)
+    assert reopened.snapshot_used
+    assert facts(cache.path) == expected  # neither lost nor written twice
+    reopened.close()
 
 
 def test_a_snapshot_with_a_line_of_unknown_kind_is_not_used(tmp_path: Path) -> None:

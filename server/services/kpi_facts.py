@@ -1,0 +1,251 @@
+"""Keeping ``kpi_facts`` in line with the accepted events of a branch.
+
+The facts are an index of the log that is brought up to date after it, not in the
+transaction that accepts events: pushes and ticket actions pay nothing for reports.
+``kpi_fact_marks`` holds, per branch, the ``server_seq`` the facts cover and the zone
+they were bucketed in. :func:`catch_up` folds what came after the mark: the tickets
+those events name are rewritten from their whole accepted history (a ticket's facts
+depend only on its own events; ``queue_events.ticket_id`` is indexed), and the mark
+moves on, in the same transaction.
+
+Reports catch their branches up before they read, so they never lag the log; the
+service also catches up every few seconds in the background
+(:func:`keep_facts_current`), so a report seldom has much left to do. Catching up
+holds the branch's mark row: on PostgreSQL with ``FOR UPDATE`` (the background
+skips a branch someone else holds), on SQLite under the database's write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from anyio import to_thread
+from sqlalchemy import Connection, Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import MalformedEvent
+from core.events import EventBase, parse_event
+from core.kpi_rows import FactRow, fact_rows
+from server.db import session_scope
+from server.models import Branch, BranchSequence, KpiFact, KpiFactMark, QueueEvent
+
+log = logging.getLogger(__name__)
+
+FACTS = cast(Table, KpiFact.__table__)
+MARKS = cast(Table, KpiFactMark.__table__)
+_EVENTS = cast(Table, QueueEvent.__table__).c
+_SEQUENCES = cast(Table, BranchSequence.__table__)
+_TICKETS_PER_ROUND = 500
+# Log rows folded per transaction: a long backlog (a new installation's history)
+# is caught up in steps that each commit, instead of one transaction of hours.
+STEP_EVENTS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class BranchRef:
+    """What catching a branch up needs to know of it."""
+
+    tenant_id: uuid.UUID
+    branch_id: uuid.UUID
+    time_zone: str
+
+
+# Built once on table columns, with bind parameters.
+_AFTER_MARK = (
+    select(_EVENTS.server_seq, _EVENTS.ticket_id, _EVENTS.status)
+    .where(
+        _EVENTS.branch_id == bindparam("branch_id"),
+        _EVENTS.server_seq > bindparam("after"),
+    )
+    .order_by(_EVENTS.server_seq)
+    .limit(bindparam("step"))
+)
+_HISTORY = (
+    select(_EVENTS.payload)
+    .where(
+        _EVENTS.ticket_id.in_(bindparam("ids", expanding=True)),
+        _EVENTS.branch_id == bindparam("branch_id"),
+        _EVENTS.status == "accepted",
+        _EVENTS.server_seq <= bindparam("through"),
+    )
+    .order_by(_EVENTS.server_seq)
+)
+_DROP_TICKET_FACTS = delete(FACTS).where(FACTS.c.ticket_id.in_(bindparam("ids", expanding=True)))
+_MARK = select(MARKS.c.through_seq, MARKS.c.time_zone).where(
+    MARKS.c.branch_id == bindparam("branch_id")
+)
+_MOVE_MARK = (
+    update(MARKS)
+    .where(MARKS.c.branch_id == bindparam("of_branch"))
+    .values(through_seq=bindparam("through"), time_zone=bindparam("zone"))
+)
+
+
+def catch_up(
+    factory: sessionmaker[Session],
+    branch: BranchRef,
+    *,
+    wait: bool = True,
+    stop: threading.Event | None = None,
+) -> int | None:
+    """Fold the branch's events after its mark into its facts; the number of log rows read.
+
+    With ``wait=False`` a branch another process is catching up is left to it
+    (answers ``None``); otherwise this waits for that one and then does the rest.
+    """
+    folded = 0
+    while True:
+        with session_scope(factory) as session:
+            step = _catch_up_step(session, branch, wait=wait)
+        if step is not None and step == STEP_EVENTS and stop is not None and stop.is_set():
+            return folded + step
+        if step is None:
+            return None if folded == 0 else folded
+        folded += step
+        if step < STEP_EVENTS:
+            return folded
+
+
+def _catch_up_step(session: Session, branch: BranchRef, *, wait: bool) -> int | None:
+    mark = _hold_mark(session, branch, wait=wait)
+    if mark is None:
+        return None
+    through, zone = mark
+    if zone != branch.time_zone:  # bucketed in another zone: count them all again
+        session.execute(delete(FACTS).where(FACTS.c.branch_id == branch.branch_id))
+        through = 0
+    rows = session.execute(
+        _AFTER_MARK, {"branch_id": branch.branch_id, "after": through, "step": STEP_EVENTS}
+    ).all()
+    if rows:
+        last = int(rows[-1][0])
+        tickets = sorted({t for _, t, status in rows if t is not None and status == "accepted"})
+        rewrite_tickets(session, branch, tickets, through=last)
+        through = last
+    if rows or zone != branch.time_zone:
+        session.execute(
+            _MOVE_MARK,
+            {"of_branch": branch.branch_id, "through": through, "zone": branch.time_zone},
+        )
+    return len(rows)
+
+
+def _hold_mark(session: Session, branch: BranchRef, *, wait: bool) -> tuple[int, str] | None:
+    """Lock the branch's mark row (made at 0 when missing) and read it."""
+    values = {"branch_id": branch.branch_id, "through_seq": 0, "time_zone": branch.time_zone}
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            postgresql.insert(MARKS).values(values).on_conflict_do_nothing(),
+        )
+        query = _MARK.with_for_update(skip_locked=not wait)
+    else:  # SQLite: this transaction already holds the database's write lock
+        session.execute(sqlite.insert(MARKS).values(values).on_conflict_do_nothing())
+        query = _MARK
+    row = session.execute(query, {"branch_id": branch.branch_id}).first()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def rewrite_tickets(
+    session: Session | Connection,
+    branch: BranchRef,
+    tickets: Sequence[uuid.UUID],
+    *,
+    through: int,
+) -> None:
+    """Replace the facts of ``tickets`` by those of their accepted events up to ``through``."""
+    for start in range(0, len(tickets), _TICKETS_PER_ROUND):
+        chunk = list(tickets[start : start + _TICKETS_PER_ROUND])
+        params = {"ids": chunk, "branch_id": branch.branch_id, "through": through}
+        history = list(_parsed(p for (p,) in session.execute(_HISTORY, params)))
+        session.execute(_DROP_TICKET_FACTS, {"ids": chunk})
+        insert_facts(
+            session, branch.tenant_id, branch.branch_id, fact_rows(history, branch.time_zone)
+        )
+
+
+def _parsed(payloads: Iterable[Any]) -> Iterable[EventBase]:
+    for payload in payloads:
+        try:
+            yield parse_event(payload)
+        except MalformedEvent:  # stored by hand or by a bug: nothing to count
+            log.warning("kpi facts: skipped an event that does not parse")
+
+
+def insert_facts(
+    session: Session | Connection, tenant_id: uuid.UUID, branch_id: uuid.UUID, rows: list[FactRow]
+) -> None:
+    if rows:
+        session.execute(insert(FACTS), [fact_dict(tenant_id, branch_id, r) for r in rows])
+
+
+def fact_dict(tenant_id: uuid.UUID, branch_id: uuid.UUID, row: FactRow) -> dict[str, Any]:
+    return {
+        "ticket_id": uuid.UUID(row.ticket_id),
+        "ord": row.ord,
+        "tenant_id": tenant_id,
+        "branch_id": branch_id,
+        "kind": row.kind,
+        "service_id": row.service_id,
+        "counter_id": row.counter_id,
+        "staff_id": row.staff_id,
+        "local_day": row.local_day,
+        "hour_start": row.hour_start,
+        "value": row.value,
+        "no_show": int(row.no_show),
+    }
+
+
+def stale_branches(session: Session, tenant_id: uuid.UUID | None = None) -> list[BranchRef]:
+    """Branches whose facts are behind their log, or were bucketed in another zone."""
+    seq = _SEQUENCES.c
+    query = (
+        select(Branch.tenant_id, Branch.id, Branch.time_zone)
+        .join(_SEQUENCES, seq.branch_id == Branch.id)
+        .outerjoin(MARKS, MARKS.c.branch_id == Branch.id)
+        .where(
+            or_(
+                MARKS.c.through_seq.is_(None),
+                MARKS.c.through_seq < seq.last_server_seq,
+                MARKS.c.time_zone != Branch.time_zone,
+            )
+        )
+        .order_by(Branch.id)
+    )
+    if tenant_id is not None:
+        query = query.where(Branch.tenant_id == tenant_id)
+    return [BranchRef(t, b, z) for t, b, z in session.execute(query)]
+
+
+def catch_up_stale(factory: sessionmaker[Session], stop: threading.Event | None = None) -> int:
+    """Catch up every stale branch that nobody else is catching up; the rows read."""
+    with session_scope(factory) as session:
+        branches = stale_branches(session)
+    folded = 0
+    for branch in branches:
+        if stop is not None and stop.is_set():
+            break
+        folded += catch_up(factory, branch, wait=False, stop=stop) or 0
+    return folded
+
+
+async def keep_facts_current(
+    factory: sessionmaker[Session], interval_s: float, stop: threading.Event
+) -> None:
+    """Every ``interval_s``, catch up the stale branches in a worker thread, until ``stop``.
+
+    The owner sets ``stop`` before cancelling the task: a round under way then ends
+    after the branch it is on instead of finishing the whole list.
+    """
+    while not stop.is_set():
+        await asyncio.sleep(interval_s)
+        try:
+            await to_thread.run_sync(catch_up_stale, factory, stop)
+        except Exception:  # a report still catches its branches up itself
+            log.exception("kpi facts: background catch-up failed; retrying later")

@@ -1,0 +1,274 @@
+"""The report routes over HTTP, and the KPI facts they read kept up with the event log."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from core.events import parse_event
+from core.kpi import pauses
+from core.kpi_rows import fact_rows
+from core.permissions import BRANCH_MANAGER, STAFF
+from server.models import Branch, BranchSequence, KpiFact, KpiFactMark, QueueEvent
+from server.services import queue, tenants
+from server.services.branches import create_counter, create_service
+from server.services.kpi_facts import BranchRef, _hold_mark, catch_up, stale_branches
+from tests.server.api_support import running_app
+from tests.server.test_api_tickets import Desk, _add_user, _problem
+
+
+def _desk(db_url: str, **settings: Any) -> Iterator[Desk]:
+    with running_app(db_url, **settings) as world:
+        with world.session() as session:
+            accounts = create_service(session, world.tenant_id, world.branch_id, "A", "Accounts")
+            loans = create_service(session, world.tenant_id, world.branch_id, "L", "Loans")
+            c1 = create_counter(
+                session, world.tenant_id, world.branch_id, 1, "Counter 1", [accounts.id, loans.id]
+            )
+            c2 = create_counter(
+                session, world.tenant_id, world.branch_id, 2, "Counter 2", [loans.id]
+            )
+            ids = {"accounts": accounts.id, "loans": loans.id, "c1": c1.id, "c2": c2.id}
+        yield Desk(world=world, token=world.login()["access_token"], **ids)
+
+
+@pytest.fixture
+def desk(db_url: str) -> Iterator[Desk]:
+    """No background catch-up: whatever a report shows, the report caught up itself."""
+    yield from _desk(db_url, kpi_facts_interval_s=0)
+
+
+def _serve(desk: Desk, ticket: dict[str, Any]) -> None:
+    assert desk.ok(f"/counters/{desk.c1}/call-next")["id"] == ticket["id"]
+    desk.ok(f"/tickets/{ticket['id']}/start")
+    desk.ok(f"/tickets/{ticket['id']}/complete", {"outcome": "served"})
+
+
+def _branch_report(desk: Desk, query: str = "") -> dict[str, Any]:
+    response = desk.get(f"/reports/branches/{desk.world.branch_id}{query}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _facts_equal_the_log(desk: Desk, zone: str) -> None:
+    branch_id = desk.world.branch_id
+    with desk.world.session() as s:
+        log = s.scalars(
+            select(QueueEvent.payload)
+            .where(QueueEvent.branch_id == branch_id, QueueEvent.status == "accepted")
+            .order_by(QueueEvent.server_seq)
+        ).all()
+        stored = s.execute(
+            select(KpiFact.ticket_id, KpiFact.ord, KpiFact.kind, KpiFact.local_day,
+                   KpiFact.hour_start, KpiFact.value).where(KpiFact.branch_id == branch_id)
+        ).all()  # fmt: skip
+    expected = [
+        (uuid.UUID(r.ticket_id), r.ord, r.kind, r.local_day, r.hour_start, r.value)
+        for r in fact_rows([parse_event(p) for p in log], zone)
+    ]
+    assert expected
+    assert sorted(tuple(r) for r in stored) == sorted(expected)
+
+
+def test_a_report_includes_what_was_just_done(desk: Desk) -> None:
+    desk.ok(f"/counters/{desk.c1}/open")
+    first, second, third = desk.issue(), desk.issue(), desk.issue()
+    _serve(desk, first)
+    whole = _branch_report(desk)["groups"]
+    assert [g["key"] for g in whole] == [""]
+    kpis = whole[0]["kpis"]
+    assert (kpis["issued"], kpis["called"], kpis["served"], kpis["no_show"]) == (3, 1, 1, 0)
+    assert kpis["wait_s"]["count"] == 1
+
+    # More work: the next report folds only what came after, and agrees with the log.
+    assert desk.ok(f"/counters/{desk.c1}/call-next")["id"] == second["id"]
+    desk.ok(f"/tickets/{second['id']}/no-show")
+    desk.ok(f"/tickets/{third['id']}/cancel", {"reason": "left"})
+    kpis = _branch_report(desk)["groups"][0]["kpis"]
+    assert (kpis["issued"], kpis["called"], kpis["served"], kpis["no_show"]) == (3, 2, 1, 1)
+    assert kpis["cancelled"] == 1
+    assert kpis["no_show_rate"] == pytest.approx(0.5)
+    _facts_equal_the_log(desk, _zone(desk))
+    with desk.world.session() as s:
+        assert stale_branches(s, desk.world.tenant_id) == []
+    desk.issue()
+    behind = BranchRef(desk.world.tenant_id, desk.world.branch_id, _zone(desk))
+    with desk.world.session() as s:
+        assert stale_branches(s, desk.world.tenant_id) == [behind]
+
+
+def _zone(desk: Desk, *, other: bool = False) -> str:
+    with desk.world.session() as s:
+        branch = s.get(Branch, desk.world.other_branch_id if other else desk.world.branch_id)
+        assert branch is not None
+        return branch.time_zone
+
+
+def test_the_tenant_report_lists_every_branch_of_the_tenant_only(desk: Desk) -> None:
+    desk.ok(f"/counters/{desk.c1}/open")
+    _serve(desk, desk.issue())
+    with desk.world.session() as session:
+        other = tenants.create_tenant(session, "globex", "Globex")
+        branch = tenants.create_branch(session, other.id, "Main", "MAIN", "Europe/Paris")
+        service = create_service(session, other.id, branch.id, "A", "Accounts")
+        queue.issue_ticket(session, tenant_id=other.id, branch_id=branch.id, service_id=service.id)
+        theirs = (branch.id, service.id)
+    response = desk.get("/reports/branches")
+    assert response.status_code == 200, response.text
+    rows = {row["branch_id"]: row for row in response.json()}
+    assert set(rows) == {str(desk.world.branch_id), str(desk.world.other_branch_id)}
+    assert rows[str(desk.world.branch_id)]["kpis"]["served"] == 1
+    assert rows[str(desk.world.other_branch_id)]["kpis"]["issued"] == 0
+    # Another tenant's branch, or a filter naming another tenant's service, is a 404.
+    _problem(desk.get(f"/reports/branches/{theirs[0]}"), 404)
+    _problem(desk.get(f"/reports/branches?service_id={theirs[1]}"), 404)
+    # Their ticket was not folded into anything of ours, and theirs is still to do.
+    with desk.world.session() as session:
+        assert (
+            session.scalar(select(KpiFact.ticket_id).where(KpiFact.branch_id == theirs[0])) is None
+        )
+
+
+def test_reports_need_their_permission(desk: Desk) -> None:
+    _add_user(desk.world, "clerk", STAFF)
+    _add_user(desk.world, "boss", BRANCH_MANAGER)
+    clerk = desk.world.login("clerk")["access_token"]
+    boss = desk.world.login("boss")["access_token"]
+    branch = f"/reports/branches/{desk.world.branch_id}"
+    _problem(desk.get(branch, token=clerk), 403)
+    _problem(desk.get("/reports/branches", token=clerk), 403)
+    # A branch manager reads their branch, not the tenant nor another branch.
+    assert desk.get(branch, token=boss).status_code == 200
+    _problem(desk.get("/reports/branches", token=boss), 403)
+    _problem(desk.get(f"/reports/branches/{desk.world.other_branch_id}", token=boss), 403)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("?from=2026-03-05&to=2026-03-01", "to"),
+        ("?from=yesterday", "from"),
+        ("?group_by=week", "group_by"),
+        ("?service_id=not-a-uuid", "service_id"),
+    ],
+)
+def test_bad_report_queries_are_422_naming_the_field(desk: Desk, query: str, field: str) -> None:
+    problem = _problem(desk.get(f"/reports/branches/{desk.world.branch_id}{query}"), 422)
+    assert field in str(problem)
+
+
+def test_grouped_and_filtered_reports(desk: Desk) -> None:
+    desk.ok(f"/counters/{desk.c1}/open")
+    _serve(desk, desk.issue())
+    desk.issue(service=desk.loans)
+    by_service = _branch_report(desk, "?group_by=service")["groups"]
+    issued = {g["key"]: g["kpis"]["issued"] for g in by_service}
+    assert issued == {str(desk.accounts): 1, str(desk.loans): 1}
+    loans = _branch_report(desk, f"?service_id={desk.loans}")["groups"][0]["kpis"]
+    assert (loans["issued"], loans["served"]) == (1, 0)
+    # A range with nothing in it is a report of zeros, not an error.
+    empty = _branch_report(desk, "?from=2001-01-01&to=2001-01-31")["groups"][0]["kpis"]
+    assert (empty["issued"], empty["wait_s"]["count"], empty["sla_attainment"]) == (0, 0, None)
+
+
+def test_a_new_time_zone_buckets_the_facts_again(desk: Desk) -> None:
+    desk.ok(f"/counters/{desk.c1}/open")
+    _serve(desk, desk.issue())
+    _branch_report(desk)
+    _facts_equal_the_log(desk, _zone(desk))
+    with desk.world.session() as s:
+        s.execute(
+            update(Branch)
+            .where(Branch.id == desk.world.branch_id)
+            .values(time_zone="Pacific/Kiritimati")
+        )
+    _branch_report(desk)
+    _facts_equal_the_log(desk, "Pacific/Kiritimati")
+    with desk.world.session() as s:
+        mark = s.get(KpiFactMark, desk.world.branch_id)
+        assert mark is not None
+        assert mark.time_zone == "Pacific/Kiritimati"
+
+
+def test_the_service_catches_up_in_the_background(db_url: str) -> None:
+    for desk in _desk(db_url, kpi_facts_interval_s=0.05):
+        desk.ok(f"/counters/{desk.c1}/open")
+        _serve(desk, desk.issue())
+        desk.issue()
+        deadline = time.monotonic() + 20
+        while True:
+            with desk.world.session() as s:
+                last = s.scalar(
+                    select(BranchSequence.last_server_seq).where(
+                        BranchSequence.branch_id == desk.world.branch_id
+                    )
+                )
+                mark = s.get(KpiFactMark, desk.world.branch_id)
+                if mark is not None and mark.through_seq == last:
+                    break
+            assert time.monotonic() < deadline, "the background never caught the branch up"
+            time.sleep(0.05)
+        # No report was asked for, and the facts are the log's.
+        _facts_equal_the_log(desk, _zone(desk))
+
+
+def _hold(desk: Desk, ref: BranchRef, holding: threading.Event, release: threading.Event) -> None:
+    with desk.world.session() as s:
+        assert _hold_mark(s, ref, wait=True) is not None
+        holding.set()
+        release.wait(10)
+
+
+# Row locks are PostgreSQL's; on SQLite writers are serialised by the write lock.
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_branch_being_caught_up_is_skipped_by_the_background(db_url: str) -> None:
+    for desk in _desk(db_url, kpi_facts_interval_s=0):
+        desk.issue()
+        ref = BranchRef(desk.world.tenant_id, desk.world.branch_id, _zone(desk))
+        assert catch_up(desk.world.factory, ref) == 1  # the mark exists from here on
+        desk.issue()
+        holding, release = threading.Event(), threading.Event()
+        holder = threading.Thread(target=_hold, args=(desk, ref, holding, release))
+        holder.start()
+        assert holding.wait(10)
+        try:
+            assert catch_up(desk.world.factory, ref, wait=False) is None
+        finally:
+            release.set()
+            holder.join()
+        assert catch_up(desk.world.factory, ref, wait=False) == 1
+        _facts_equal_the_log(desk, _zone(desk))
+
+
+def test_pause_time_by_reason_is_folded_from_the_log(desk: Desk) -> None:
+    for counter in (desk.c1, desk.c2):
+        desk.ok(f"/counters/{counter}/open")
+    desk.ok(f"/counters/{desk.c1}/pause", {"reason": "Lunch"})
+    desk.ok(f"/counters/{desk.c2}/pause", {"reason": "Training"})
+    desk.ok(f"/counters/{desk.c1}/resume")
+    desk.ok(f"/counters/{desk.c1}/pause", {"reason": "Lunch"})
+    desk.ok(f"/counters/{desk.c2}/close")  # a close ends a pause too
+    desk.ok(f"/counters/{desk.c1}/close")
+    with desk.world.session() as s:
+        log = s.scalars(
+            select(QueueEvent.payload)
+            .where(QueueEvent.branch_id == desk.world.branch_id, QueueEvent.status == "accepted")
+            .order_by(QueueEvent.server_seq)
+        ).all()
+    expected = pauses([parse_event(p) for p in log])
+    assert [p.reason for p in expected] == ["Lunch", "Training", "Lunch"]
+    by_reason: dict[str, float] = {}
+    for pause in expected:
+        by_reason[pause.reason] = by_reason.get(pause.reason, 0.0) + pause.seconds
+    kpis = _branch_report(desk)["groups"][0]["kpis"]
+    assert kpis["pause_seconds_by_reason"] == pytest.approx(by_reason)
+    grouped = _branch_report(desk, "?group_by=counter")["groups"]
+    per_counter = {g["key"]: set(g["kpis"]["pause_seconds_by_reason"]) for g in grouped}
+    assert per_counter == {str(desk.c1): {"Lunch"}, str(desk.c2): {"Training"}}
