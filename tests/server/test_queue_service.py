@@ -20,7 +20,6 @@ from core.machine import apply, decide
 from core.state import TicketStatus
 from core.values import Channel, TicketNumber
 from server.db import make_session_factory, session_scope
-from server.services.kpi_facts import BranchRef, catch_up
 from server.models import (
     Branch,
     Counter,
@@ -34,6 +33,7 @@ from server.models import (
     User,
 )
 from server.services import queue, queue_state
+from server.services.kpi_facts import BranchRef, catch_up
 from server.services.queue import (
     BranchStates,
     NotFoundInTenant,
