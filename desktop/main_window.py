@@ -286,9 +286,8 @@ class MainWindow(QMainWindow):
             self.lower_tabs.insertTab(0, self.dashboard, "Dashboard")
         elif not allowed and at >= 0:
             self.lower_tabs.removeTab(at)
-        if not allowed and self.reports_window is not None:
-            self.reports_window.close()
-            self.reports_window = None
+        if not allowed:
+            self._drop_reports()
 
     def _refresh_dashboard(self) -> None:
         workspace, snap = self.workspace, self.snapshot
@@ -299,6 +298,17 @@ class MainWindow(QMainWindow):
         today = workspace.today_report()
         data = DashboardData.of(snap.services, snap.waiting, snap.counters, today)
         self.dashboard.show_data(data)
+
+    def _drop_reports(self) -> None:
+        """Close the report window and have Qt delete it.
+
+        It is a top-level window of its own: left to Python, it could outlive the
+        application and crash Qt's teardown at exit.
+        """
+        window, self.reports_window = self.reports_window, None
+        if window is not None:
+            window.close()
+            window.deleteLater()
 
     def open_reports(self) -> ReportWindow | None:
         """Open (or raise) the report window of the branch; None when not allowed."""
@@ -314,8 +324,7 @@ class MainWindow(QMainWindow):
 
         window = self.reports_window
         if window is None or window.cache is not workspace.cache:
-            if window is not None:
-                window.close()
+            self._drop_reports()
             branch = self.branch.currentText() or reference.branch.name
             source = self.branch_comparison if self.may_compare else None
             window = ReportWindow(workspace.cache, Names.of(branch, reference), comparison=source)
@@ -464,9 +473,7 @@ class MainWindow(QMainWindow):
         self._refresh_timer.stop()
         self._dashboard_timer.stop()
         self.notifier.close()
-        if self.reports_window is not None:
-            self.reports_window.close()
-            self.reports_window = None
+        self._drop_reports()
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
         super().resizeEvent(event)

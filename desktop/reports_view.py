@@ -181,7 +181,7 @@ class ReportWindow(QMainWindow):
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(table("keyFigures", self.figures, stretch=True), 3)
+        left_layout.addWidget(table("keyFigures", self.figures, stretch=True), 5)
         left_layout.addWidget(table("pausesByReason", self.pauses, stretch=True), 1)
         left.setMinimumWidth(320)
         self.charts = QWidget()

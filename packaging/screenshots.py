@@ -1,13 +1,18 @@
 """Render the README's screenshots of the console: ``make screenshots``.
 
 Starts a throwaway ``queuedesk-server`` with the demo tenant on 127.0.0.1, signs
-two consoles in (an in-memory keyring, a temporary HOME), plays a short counter
-session and saves, at 1280×800 and 1920×1080 each:
+two counter consoles in (an in-memory keyring, a temporary HOME), plays a short
+counter session, then signs the branch manager in on a third, and saves, at
+1280×800 and 1920×1080 each:
 
 - ``signin-<size>.png``: the sign-in dialog;
 - ``counter-<size>.png``: a counter at work (current ticket in service, queues);
 - ``offline-<size>.png``: the service stopped: the banner, changes kept in the outbox;
-- ``alert-<size>.png``: a conflict between two consoles, the alert and its toast.
+- ``alert-<size>.png``: a conflict between two consoles, the alert and its toast;
+- ``dashboard-<size>.png``: a third console, the branch manager's, once it has synced
+  the day: the Dashboard tab with today's figures and the queue per service;
+- ``reports-<size>.png``: that console's report window, today's report run: the key
+  figures and the three charts.
 
 Run under Xvfb where there is one (``xvfb-run python packaging/screenshots.py``);
 without a display it falls back to Qt's offscreen platform, which renders the same.
@@ -222,8 +227,36 @@ async def scenario(service: Service, out: Path, data: Path) -> None:
     loser.notifier.toast.show_message(rejected.title, rejected.message, rejected.severity)
     loser.show()
     await shoot(loser, out, "alert")
-    for made in (a, b):
+
+    # The branch manager's view of the same day, once the counters' consoles converged.
+    def figures(made: Console) -> tuple[int, ...]:
+        workspace = made.workspace
+        assert workspace is not None
+        today = workspace.today_report()
+        waiting = sum(len(rows) for rows in workspace.waiting().values())
+        return today.issued, today.called, today.served, waiting
+
+    await until(lambda: wa.status.outbox_count == wb.status.outbox_count == 0, "the outboxes")
+    await until(lambda: figures(a) == figures(b), "the consoles to converge")
+    m = await console("m", "manager", 0)
+    wm = m.window
+    assert wm is not None
+    await until(lambda: figures(m) == figures(a), "the manager's console to sync the day")
+    wm.lower_tabs.setCurrentWidget(wm.dashboard)
+    dashboard = wm.dashboard
+    await until(
+        lambda: dashboard.data is not None and dashboard.data.today.issued == figures(a)[0],
+        "the dashboard",
+    )
+    await shoot(wm, out, "dashboard")
+    reports = wm.open_reports()
+    assert reports is not None
+    reports.run_button.click()  # runs today's report (the default range) as an async slot
+    await until(lambda: reports.result is not None and reports.run_button.isEnabled(), "the report")
+    await shoot(reports, out, "reports")
+    for made in (a, b, m):
         await made.shutdown()
+    await settle()  # the closed report window is deleted while Qt runs, not at exit
 
 
 def main() -> int:
