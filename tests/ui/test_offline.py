@@ -58,7 +58,11 @@ def test_offline_mid_session_then_back(
     bot.waitUntil(lambda: window.banner.isVisible(), timeout=WAIT_MS)
     assert "OFFLINE" in window.banner.text.text()
     assert window.status.connection.text() == "Offline"
-    assert any(i.title == "Connection lost" for i in window.alerts.model.items)
+    # The state and the alert are two signals from the sync thread: wait for the second.
+    bot.waitUntil(
+        lambda: any(i.title == "Connection lost" for i in window.alerts.model.items),
+        timeout=WAIT_MS,
+    )
 
     # work goes on against the cache, and the outbox keeps it
     press(window, bot, Qt.Key.Key_F2)
