@@ -22,7 +22,7 @@ from server.api.admin_common import not_found, require_at_branch
 from server.api.deps import Principal, PrincipalDep, SessionDep, require
 from server.db import session_scope
 from server.models import Branch, Counter, Service, User
-from server.services.kpi_facts import BranchRef, catch_up
+from server.services.kpi_facts import BranchRef, catch_up_behind
 from server.services.reports import kpi_reports
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -161,8 +161,8 @@ def _read_caught_up(
     """
     session.commit()
     factory: sessionmaker[Session] = request.app.state.session_factory
-    for branch in branches:
-        catch_up(factory, branch)
+    if branches:
+        catch_up_behind(factory, branches[0].tenant_id, [b.branch_id for b in branches])
     reader: sessionmaker[Session] = request.app.state.read_session_factory
     return reader
 

@@ -18,7 +18,13 @@ from core.permissions import BRANCH_MANAGER, STAFF
 from server.models import Branch, BranchSequence, KpiFact, KpiFactMark, QueueEvent
 from server.services import queue, tenants
 from server.services.branches import create_counter, create_service
-from server.services.kpi_facts import BranchRef, _hold_mark, catch_up, stale_branches
+from server.services.kpi_facts import (
+    BranchRef,
+    _hold_mark,
+    catch_up,
+    catch_up_behind,
+    stale_branches,
+)
 from tests.server.api_support import running_app
 from tests.server.test_api_tickets import Desk, _add_user, _problem
 
@@ -272,3 +278,18 @@ def test_pause_time_by_reason_is_folded_from_the_log(desk: Desk) -> None:
     grouped = _branch_report(desk, "?group_by=counter")["groups"]
     per_counter = {g["key"]: set(g["kpis"]["pause_seconds_by_reason"]) for g in grouped}
     assert per_counter == {str(desk.c1): {"Lunch"}, str(desk.c2): {"Training"}}
+
+
+def test_only_branches_behind_their_log_are_caught_up(desk: Desk) -> None:
+    world = desk.world
+    both = [world.branch_id, world.other_branch_id]
+    desk.issue()
+    desk.issue()
+    assert catch_up_behind(world.factory, world.tenant_id, both) == 2
+    assert catch_up_behind(world.factory, world.tenant_id, both) == 0  # nothing new
+    desk.issue()
+    assert catch_up_behind(world.factory, world.tenant_id, both) == 1  # only what came after
+    # Branches are caught up only as the tenant's they are.
+    desk.issue()
+    assert catch_up_behind(world.factory, uuid.uuid4(), both) == 0
+    assert catch_up_behind(world.factory, world.tenant_id, both) == 1
