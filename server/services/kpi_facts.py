@@ -99,17 +99,16 @@ def catch_up(
 
     With ``wait=False`` a branch another process is catching up is left to it
     (answers ``None``); otherwise this waits for that one and then does the rest.
+    A set ``stop`` ends it after the step under way.
     """
     folded = 0
     while True:
         with session_scope(factory) as session:
             step = _catch_up_step(session, branch, wait=wait)
-        if step is not None and step == STEP_EVENTS and stop is not None and stop.is_set():
-            return folded + step
         if step is None:
             return None if folded == 0 else folded
         folded += step
-        if step < STEP_EVENTS:
+        if step < STEP_EVENTS or (stop is not None and stop.is_set()):
             return folded
 
 

@@ -17,7 +17,7 @@ from core.kpi_rows import fact_rows
 from core.permissions import BRANCH_MANAGER, STAFF
 from server.models import Branch, BranchSequence, KpiFact, KpiFactMark, QueueEvent
 from server.services import queue, tenants
-from server.services.branches import create_counter, create_service
+from server.services.branches import create_service
 from server.services.kpi_facts import (
     BranchRef,
     _hold_mark,
@@ -25,29 +25,13 @@ from server.services.kpi_facts import (
     catch_up_behind,
     stale_branches,
 )
-from tests.server.api_support import running_app
-from tests.server.test_api_tickets import Desk, _add_user, _problem
-
-
-def _desk(db_url: str, **settings: Any) -> Iterator[Desk]:
-    with running_app(db_url, **settings) as world:
-        with world.session() as session:
-            accounts = create_service(session, world.tenant_id, world.branch_id, "A", "Accounts")
-            loans = create_service(session, world.tenant_id, world.branch_id, "L", "Loans")
-            c1 = create_counter(
-                session, world.tenant_id, world.branch_id, 1, "Counter 1", [accounts.id, loans.id]
-            )
-            c2 = create_counter(
-                session, world.tenant_id, world.branch_id, 2, "Counter 2", [loans.id]
-            )
-            ids = {"accounts": accounts.id, "loans": loans.id, "c1": c1.id, "c2": c2.id}
-        yield Desk(world=world, token=world.login()["access_token"], **ids)
+from tests.server.test_api_tickets import Desk, _add_user, _problem, make_desk
 
 
 @pytest.fixture
 def desk(db_url: str) -> Iterator[Desk]:
     """No background catch-up: whatever a report shows, the report caught up itself."""
-    yield from _desk(db_url, kpi_facts_interval_s=0)
+    yield from make_desk(db_url, kpi_facts_interval_s=0)
 
 
 def _serve(desk: Desk, ticket: dict[str, Any]) -> None:
@@ -204,7 +188,7 @@ def test_a_new_time_zone_buckets_the_facts_again(desk: Desk) -> None:
 
 
 def test_the_service_catches_up_in_the_background(db_url: str) -> None:
-    for desk in _desk(db_url, kpi_facts_interval_s=0.05):
+    for desk in make_desk(db_url, kpi_facts_interval_s=0.05):
         desk.ok(f"/counters/{desk.c1}/open")
         _serve(desk, desk.issue())
         desk.issue()
@@ -235,7 +219,7 @@ def _hold(desk: Desk, ref: BranchRef, holding: threading.Event, release: threadi
 # Row locks are PostgreSQL's; on SQLite writers are serialised by the write lock.
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_branch_being_caught_up_is_skipped_by_the_background(db_url: str) -> None:
-    for desk in _desk(db_url, kpi_facts_interval_s=0):
+    for desk in make_desk(db_url, kpi_facts_interval_s=0):
         desk.issue()
         ref = BranchRef(desk.world.tenant_id, desk.world.branch_id, _zone(desk))
         assert catch_up(desk.world.factory, ref) == 1  # the mark exists from here on

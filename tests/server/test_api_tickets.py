@@ -70,9 +70,9 @@ def _add_user(world: World, username: str, role: str) -> None:
         rbac.assign_role(session, world.tenant_id, user.id, role_id, world.branch_id)
 
 
-@pytest.fixture
-def desk(db_url: str) -> Iterator[Desk]:
-    with running_app(db_url) as world:
+def make_desk(db_url: str, **settings: Any) -> Iterator[Desk]:
+    """The seeded app with two services and two counters, signed in as the administrator."""
+    with running_app(db_url, **settings) as world:
         with world.session() as session:
             accounts = create_service(session, world.tenant_id, world.branch_id, "A", "Accounts")
             loans = create_service(session, world.tenant_id, world.branch_id, "L", "Loans")
@@ -84,6 +84,11 @@ def desk(db_url: str) -> Iterator[Desk]:
             )
             ids = {"accounts": accounts.id, "loans": loans.id, "c1": c1.id, "c2": c2.id}
         yield Desk(world=world, token=world.login()["access_token"], **ids)
+
+
+@pytest.fixture
+def desk(db_url: str) -> Iterator[Desk]:
+    yield from make_desk(db_url)
 
 
 # --- the flow ------------------------------------------------------------------------
