@@ -17,8 +17,11 @@ made in SQL (``INSERT ... SELECT``: fresh time-ordered ticket ids, each branch's
 services, counters and staff, the services rotated so each branch's SLA differs), in
 day order as a running service would have written them. Every branch's counter events
 (open, pause, resume, close) are in ``queue_events``; the ticket events are not (their
-facts are already there): ``branch_sequences`` and ``kpi_fact_marks`` say the facts
-are caught up, as the background catch-up leaves them. Then VACUUM ANALYZE. The
+facts are already there). Each branch's day summaries are counted from its facts
+(:func:`server.services.kpi_summaries.rebuild`) and its pauses folded from its counter
+events (:func:`fold_counter_events`), the time taken printed; ``branch_sequences`` and
+``kpi_fact_marks`` say the facts are caught up, as the background catch-up leaves
+them. Then VACUUM ANALYZE. The
 cluster runs with the tests' settings (PostgreSQL's defaults, durability off).
 
 value = seconds for the work of ``GET /api/v1/reports/branches``: read the branches
@@ -67,8 +70,9 @@ from core.values import TicketNumber
 from server.db import make_engine, make_session_factory, session_scope
 from server.migrate import upgrade
 from server.models import Branch, BranchSequence, KpiFactMark, Service
+from server.services import kpi_summaries
 from server.services.branches import create_branch, create_counter, create_service
-from server.services.kpi_facts import catch_up_behind, insert_facts
+from server.services.kpi_facts import BranchRef, catch_up_behind, fold_counter_events, insert_facts
 from server.services.queue_records import EventRow, write_events
 from server.services.reports import kpi_reports
 from server.services.tenants import create_tenant
@@ -332,6 +336,17 @@ def fill(
         conn.execute(text("ANALYZE bench_ids"))
         for statement in _COPIES:
             conn.execute(text(statement), {"first": first.id})
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        for site in sites:
+            kpi_summaries.rebuild(conn, tenant_id, site.id)
+            branch = BranchRef(tenant_id, site.id, ZONE)
+            fold_counter_events(conn, branch, after=0, through=last)
+    print(
+        f"summaries and pauses of {len(sites)} branches counted in"
+        f" {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE"))
 

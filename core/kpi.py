@@ -95,13 +95,16 @@ _K = TypeVar("_K", datetime, date, str)
 
 def percentile(sorted_values: Sequence[float], p: float) -> float | None:
     """The nearest-rank ``p``-th percentile (0 < p <= 100) of ascending values."""
+    rank = nearest_rank(p, len(sorted_values))
+    return sorted_values[rank - 1] if sorted_values else None
+
+
+def nearest_rank(p: float, n: int) -> int:
+    """The 1-based rank of the nearest-rank ``p``-th percentile (0 < p <= 100) of n values."""
     if not 0 < p <= 100:
         raise InvalidValue("p", f"a percentile must be above 0 and at most 100, not {p}")
-    if not sorted_values:
-        return None
     # Exact: in floats 7 / 100 * 100 is 7.000000000000001, whose ceiling is rank 8.
-    rank = math.ceil(Fraction(p) * len(sorted_values) / 100)
-    return sorted_values[rank - 1]
+    return math.ceil(Fraction(p) * n / 100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +118,11 @@ class Distribution:
 
     @classmethod
     def of(cls, values: Iterable[float]) -> Distribution:
-        ordered = sorted(values)
+        return cls.of_sorted(sorted(values))
+
+    @classmethod
+    def of_sorted(cls, ordered: Sequence[float]) -> Distribution:
+        """:meth:`of` for values already in ascending order."""
         if not ordered:
             return cls(0, None, None, None, None, None)
         return cls(

@@ -90,6 +90,12 @@ class Pause:
     ended_at: datetime
     seconds: float  # never below 0, even when ``until`` is before the pause
 
+    @classmethod
+    def between(
+        cls, counter_id: str, staff_id: str | None, reason: str, start: datetime, end: datetime
+    ) -> Pause:
+        return cls(counter_id, staff_id, reason, start, end, max(0.0, elapsed_s(start, end)))
+
 
 class Tally(NamedTuple):
     """A fact that is only counted, with where it is attributed when grouping."""
@@ -213,6 +219,11 @@ class PauseFold:
         if started is not None:
             self._ended.append(_pause(counter_id, started, at))
 
+    def still_open(self) -> list[tuple[str, datetime, str | None, str]]:
+        """The pauses not ended yet, as (counter, start, staff, reason), in the order
+        they started; feeding them to :meth:`paused` of a new fold carries them on."""
+        return [(c, at, staff, reason) for c, (at, staff, reason) in self._open.items()]
+
     def result(self, until: datetime | None = None) -> list[Pause]:
         """The ended pauses in the order they ended, then (with ``until``) the open ones."""
         found = list(self._ended)
@@ -223,7 +234,7 @@ class PauseFold:
 
 def _pause(counter_id: str, started: tuple[datetime, str | None, str], end: datetime) -> Pause:
     at, staff_id, reason = started
-    return Pause(counter_id, staff_id, reason, at, end, max(0.0, elapsed_s(at, end)))
+    return Pause.between(counter_id, staff_id, reason, at, end)
 
 
 def _ticket_event(track: _Track, event: EventBase, facts: Facts, built: list[_OpenSegment]) -> None:

@@ -6,7 +6,8 @@ the service, counter and staff member it is attributed to and its branch-local d
 and hour (bucketed here, in Python, with the branch's IANA zone, so SQLite and
 PostgreSQL group alike). A ticket's rows depend only on its own events, so a
 store rewrites the rows of the tickets a write touched. Pauses come from counter
-events, which are few; they are folded with :func:`core.kpi.pauses` at query time.
+events, folded with :class:`core.kpi_facts.PauseFold` (the console at query time, the
+service as its facts catch up).
 
 :func:`reference` is the reference for filtered and grouped reports: the facts of
 :func:`core.kpi_facts.collect`, kept when they pass the :class:`Filters` (by the
@@ -213,6 +214,8 @@ class GroupParts:
     service_times: Sequence[float] = ()
     served_by_hour: dict[datetime, int] | None = None
     pauses: list[Pause] | None = None
+    # (reason, seconds) of the group's pauses, when SQL read only those.
+    pause_times: Sequence[tuple[str, float]] | None = None
     # Distributions SQL already found (ranks and exact sums), used instead of the values.
     wait: Distribution | None = None
     service: Distribution | None = None
@@ -237,7 +240,11 @@ def assemble(parts: GroupParts) -> KpiReport:
         sla_attainment=_rate(c.sla_met, c.sla_eligible),
         no_show_rate=_rate(c.no_show, c.called),
         abandonment_rate=_rate(c.abandoned, c.issued),
-        pause_seconds_by_reason=_sums((p.reason, p.seconds) for p in parts.pauses or ()),
+        pause_seconds_by_reason=_sums(
+            parts.pause_times
+            if parts.pause_times is not None
+            else ((p.reason, p.seconds) for p in parts.pauses or ())
+        ),
         served_per_local_hour=dict(sorted((parts.served_by_hour or {}).items())),
     )
 

@@ -25,7 +25,7 @@ from server.models.queue import (
     Ticket,
     allocate_server_seqs,
 )
-from server.models.reports import KpiFact, KpiFactMark
+from server.models.reports import KpiFact, KpiFactMark, KpiPause, KpiSummary
 from server.models.tenancy import Branch, Counter, PauseReason, Service, Tenant
 
 __all__ = [
@@ -41,6 +41,8 @@ __all__ = [
     "Integration",
     "KpiFact",
     "KpiFactMark",
+    "KpiPause",
+    "KpiSummary",
     "LoginThrottle",
     "NotificationTemplate",
     "NumberLease",

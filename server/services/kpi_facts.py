@@ -5,8 +5,10 @@ transaction that accepts events: pushes and ticket actions pay nothing for repor
 ``kpi_fact_marks`` holds, per branch, the ``server_seq`` the facts cover and the zone
 they were bucketed in. :func:`catch_up` folds what came after the mark: the tickets
 those events name are rewritten from their whole accepted history (a ticket's facts
-depend only on its own events; ``queue_events.ticket_id`` is indexed), and the mark
-moves on, in the same transaction.
+depend only on its own events; ``queue_events.ticket_id`` is indexed), the summaries
+of the days they are on are counted again (:mod:`server.services.kpi_summaries`),
+the counter events are folded into ``kpi_pauses``, and the mark moves on, in the
+same transaction.
 
 Reports catch their branches up before they read, so they never lag the log; the
 service also catches up every few seconds in the background
@@ -23,7 +25,9 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from anyio import to_thread
 from sqlalchemy import Connection, Table, bindparam, delete, insert, or_, select, update
@@ -32,13 +36,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import MalformedEvent
 from core.events import EventBase, parse_event
+from core.kpi_facts import PauseFold
 from core.kpi_rows import FactRow, fact_rows
 from server.db import session_scope
-from server.models import Branch, BranchSequence, KpiFact, KpiFactMark, QueueEvent
+from server.models import (
+    Branch,
+    BranchSequence,
+    KpiFact,
+    KpiFactMark,
+    KpiPause,
+    QueueEvent,
+)
+from server.services import kpi_summaries
 
 log = logging.getLogger(__name__)
 
 FACTS = cast(Table, KpiFact.__table__)
+PAUSES = cast(Table, KpiPause.__table__)
 MARKS = cast(Table, KpiFactMark.__table__)
 _EVENTS = cast(Table, QueueEvent.__table__).c
 _SEQUENCES = cast(Table, BranchSequence.__table__)
@@ -77,7 +91,40 @@ _HISTORY = (
     )
     .order_by(_EVENTS.server_seq)
 )
-_DROP_TICKET_FACTS = delete(FACTS).where(FACTS.c.ticket_id.in_(bindparam("ids", expanding=True)))
+_DROP_TICKET_FACTS = (
+    delete(FACTS)
+    .where(FACTS.c.ticket_id.in_(bindparam("ids", expanding=True)))
+    .returning(FACTS.c.local_day)
+)
+_payload = QueueEvent.payload
+# The fields of the counter events the pause fold reads, taken out of the payloads
+# by the database (a busy branch has thousands of them).
+_COUNTER_EVENTS = (
+    select(
+        _EVENTS.type,
+        _EVENTS.occurred_at,
+        _payload["counter_id"].as_string(),
+        _payload["actor_id"].as_string(),
+        _payload["reason"].as_string(),
+    )
+    .where(
+        _EVENTS.branch_id == bindparam("branch_id"),
+        _EVENTS.server_seq > bindparam("after"),
+        _EVENTS.server_seq <= bindparam("through"),
+        _EVENTS.status == "accepted",
+        _EVENTS.ticket_id.is_(None),
+        _EVENTS.type.in_(("counter.paused", "counter.resumed", "counter.closed")),
+    )
+    .order_by(_EVENTS.server_seq)
+)
+_OPEN_PAUSES = (
+    select(
+        PAUSES.c.id, PAUSES.c.counter_id, PAUSES.c.started_at, PAUSES.c.staff_id, PAUSES.c.reason
+    )
+    .where(PAUSES.c.branch_id == bindparam("branch_id"), PAUSES.c.ended_at.is_(None))
+    .order_by(PAUSES.c.id)
+)
+CounterRow = tuple[str, datetime, str | None, str | None, str | None]
 _MARK = select(MARKS.c.through_seq, MARKS.c.time_zone).where(
     MARKS.c.branch_id == bindparam("branch_id")
 )
@@ -118,7 +165,8 @@ def _catch_up_step(session: Session, branch: BranchRef, *, wait: bool) -> int | 
         return None
     through, zone = mark
     if zone != branch.time_zone:  # bucketed in another zone: count them all again
-        session.execute(delete(FACTS).where(FACTS.c.branch_id == branch.branch_id))
+        for table in (FACTS, kpi_summaries.SUMMARIES, PAUSES):
+            session.execute(delete(table).where(table.c.branch_id == branch.branch_id))
         through = 0
     rows = session.execute(
         _AFTER_MARK, {"branch_id": branch.branch_id, "after": through, "step": STEP_EVENTS}
@@ -127,6 +175,8 @@ def _catch_up_step(session: Session, branch: BranchRef, *, wait: bool) -> int | 
         last = int(rows[-1][0])
         tickets = sorted({t for _, t, status in rows if t is not None and status == "accepted"})
         rewrite_tickets(session, branch, tickets, through=last)
+        if any(t is None for _, t, _ in rows):
+            fold_counter_events(session, branch, after=through, through=last)
         through = last
     if rows or zone != branch.time_zone:
         session.execute(
@@ -158,14 +208,83 @@ def rewrite_tickets(
     *,
     through: int,
 ) -> None:
-    """Replace the facts of ``tickets`` by those of their accepted events up to ``through``."""
+    """Replace the facts of ``tickets`` by those of their accepted events up to ``through``,
+    and count the summaries of the days they had or have facts on again."""
+    days: set[date] = set()
     for start in range(0, len(tickets), _TICKETS_PER_ROUND):
         chunk = list(tickets[start : start + _TICKETS_PER_ROUND])
         params = {"ids": chunk, "branch_id": branch.branch_id, "through": through}
         history = list(_parsed(p for (p,) in session.execute(_HISTORY, params)))
-        session.execute(_DROP_TICKET_FACTS, {"ids": chunk})
-        insert_facts(
-            session, branch.tenant_id, branch.branch_id, fact_rows(history, branch.time_zone)
+        days.update(session.execute(_DROP_TICKET_FACTS, {"ids": chunk}).scalars())
+        rows = fact_rows(history, branch.time_zone)
+        days.update(r.local_day for r in rows)
+        insert_facts(session, branch.tenant_id, branch.branch_id, rows)
+    kpi_summaries.refresh_days(session, branch.tenant_id, branch.branch_id, days)
+
+
+def write_facts(
+    session: Session | Connection, tenant_id: uuid.UUID, branch_id: uuid.UUID, rows: list[FactRow]
+) -> None:
+    """Add the fact rows of new tickets, and count their days' summaries again."""
+    insert_facts(session, tenant_id, branch_id, rows)
+    kpi_summaries.refresh_days(session, tenant_id, branch_id, {r.local_day for r in rows})
+
+
+def fold_counter_events(
+    session: Session | Connection, branch: BranchRef, *, after: int, through: int
+) -> None:
+    """Fold the branch's counter events logged after ``after`` up to ``through``."""
+    params = {"branch_id": branch.branch_id, "after": after, "through": through}
+    fold_pauses(session, branch, session.execute(_COUNTER_EVENTS, params))
+
+
+def fold_pauses(
+    session: Session | Connection, branch: BranchRef, rows: Iterable[CounterRow]
+) -> None:
+    """Fold counter events (type, at, counter, actor, reason), in log order, into
+    ``kpi_pauses``, carrying on the pauses still open from the last fold.
+
+    A row without a counter, or a pause without a reason, is malformed and skipped,
+    as parsing the event would skip it.
+    """
+    fold = PauseFold()
+    was_open = session.execute(_OPEN_PAUSES, {"branch_id": branch.branch_id}).all()
+    for _, counter_id, at, staff_id, reason in was_open:
+        fold.paused(counter_id, at, staff_id, reason)
+    for kind, at, counter_id, actor_id, reason in rows:
+        if counter_id is None:
+            continue
+        if kind == "counter.paused":
+            if reason is not None:
+                fold.paused(counter_id, at, actor_id, reason)
+        else:
+            fold.ended(counter_id, at)
+    if was_open:
+        ids = [row[0] for row in was_open]
+        session.execute(delete(PAUSES).where(PAUSES.c.id.in_(ids)))
+    zone = ZoneInfo(branch.time_zone)
+    found: list[tuple[str, datetime, str | None, str, datetime | None, float | None]] = [
+        (p.counter_id, p.started_at, p.staff_id, p.reason, p.ended_at, p.seconds)
+        for p in fold.result()
+    ]
+    found += [(*p, None, None) for p in fold.still_open()]
+    if found:
+        session.execute(
+            insert(PAUSES),
+            [
+                {
+                    "tenant_id": branch.tenant_id,
+                    "branch_id": branch.branch_id,
+                    "counter_id": counter_id,
+                    "staff_id": staff_id,
+                    "reason": reason,
+                    "started_at": at,
+                    "ended_at": ended_at,
+                    "seconds": seconds,
+                    "local_day": at.astimezone(zone).date(),
+                }
+                for counter_id, at, staff_id, reason, ended_at, seconds in found
+            ],
         )
 
 

@@ -1,34 +1,50 @@
-"""KPI reports from ``kpi_facts``: SQL aggregates per branch and report key.
+"""KPI reports from ``kpi_summaries`` and ``kpi_facts``: per branch and report key.
 
-Counts, SLA and completions per hour are aggregated in the database; waits and
-service times become :class:`core.kpi.Distribution` values (nearest rank, exact
-mean), as the reference computes them. On PostgreSQL, where a tenant's year is
-millions of rows, one scan does it all: the rows grouped by branch, key, kind and
-service, each group's values and completion hours as binary arrays, added up here
-(no target looked up per row, no Python row per value). On SQLite (a branch's
-worth) the counts are one query, the values are read in order and the hours
-counted apart. Days and hours were bucketed in each branch's zone when the rows
-were written. Pauses are folded from the branches' counter events. For one branch
-the result equals :func:`core.kpi_rows.reference` over its accepted events.
+The reports a tenant reads across branches (the whole range or some days, by
+branch, day or service, for one service or all) come from the summaries: a row per
+branch, day and service with its counts and its waits and service times as sorted
+arrays, merged here into exact distributions (nearest rank, exact mean) and SLA
+counts against the services' current targets. Filters by counter or staff member,
+and groups by hour, counter or staff member, read the facts: on PostgreSQL in one
+scan that returns each group's values and completion hours as binary arrays, on
+SQLite (a branch's worth) as counts, then each group's values in order, then its
+hours. Days and hours were bucketed in each branch's zone when the rows were
+written. Pauses come from ``kpi_pauses``, folded when the facts caught up. For one
+branch the result equals :func:`core.kpi_rows.reference` over its accepted events.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
 from functools import lru_cache
 from itertools import groupby
-from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, and_, case, func, literal_column, null, select, text
+import numpy as np
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    Table,
+    and_,
+    case,
+    func,
+    literal_column,
+    null,
+    select,
+    text,
+)
 from sqlalchemy import cast as cast_
 from sqlalchemy.orm import Session
 
-from core.kpi import GroupBy, KpiReport
-from core.kpi_facts import Pause, PauseFold
+from core.kpi import Distribution, GroupBy, KpiReport, nearest_rank
+from core.kpi_facts import Pause
 from core.kpi_rows import (
     ALL,
     Counts,
@@ -39,9 +55,12 @@ from core.kpi_rows import (
     hour_key,
     pause_groups,
 )
-from server.models import KpiFact, QueueEvent
+from server.models import KpiFact, KpiPause
+from server.services import kpi_summaries as sums
 
 f = KpiFact.__table__.c
+p_ = cast(Table, KpiPause.__table__).c
+summary = sums.SUMMARIES.c
 BranchReports = dict[uuid.UUID, dict[GroupKey, KpiReport]]
 
 
@@ -59,24 +78,31 @@ def kpi_reports(
     Without a key every branch has its single group ``ALL``, even when empty.
     """
     filters = filters or Filters()
-    group = _key_column(key)
-    where = _where(tenant_id, list(zones), filters, group)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_REPORT_SETTINGS)
-        found = _postgres_parts(session, targets, key, group, where)
+    summarized = key in _SUMMARIZED_KEYS and filters.counter_id is None and filters.staff_id is None
+    if summarized:
+        found = _summary_parts(session, tenant_id, list(zones), targets, key, filters)
     else:
-        found = _sqlite_parts(session, targets, key, group, where)
+        group = _key_column(key)
+        where = _where(tenant_id, list(zones), filters, group)
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(_REPORT_SETTINGS)
+            found = _postgres_parts(session, targets, key, group, where)
+        else:
+            found = _sqlite_parts(session, targets, key, group, where)
     parts: dict[uuid.UUID, dict[GroupKey, GroupParts]] = {b: {} for b in zones}
     for (branch, k), (part, served) in found.items():
         zone = zones[branch]
         if served:
             part.served_by_hour = {_hour_key(int(h), zone): n for h, n in served.items()}
         parts[branch][_key(k, key, zone)] = part
-    for branch, rows in _counter_events(session, tenant_id, list(zones)).items():
-        folded = _pauses(rows)
-        grouped = pause_groups(folded, key=key, filters=filters, time_zone=zones[branch])
-        for k, kept in grouped.items():
-            parts[branch].setdefault(k, GroupParts(Counts())).pauses = kept
+    if summarized:
+        for (branch, k), times in _pause_times(session, tenant_id, list(zones), key, filters):
+            parts[branch].setdefault(k, GroupParts(Counts())).pause_times = times
+    else:
+        for branch, folded in _pauses(session, tenant_id, list(zones), filters).items():
+            grouped = pause_groups(folded, key=key, filters=filters, time_zone=zones[branch])
+            for k, kept in grouped.items():
+                parts[branch].setdefault(k, GroupParts(Counts())).pauses = kept
     result: BranchReports = {}
     for branch, groups in parts.items():
         if key is None:
@@ -133,17 +159,7 @@ def _postgres_parts(
         .where(where)
         .group_by(f.branch_id, *by, f.kind, f.service_id)
     )
-    compiled = query.compile(
-        dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
-    )
-    connection = session.connection().connection.dbapi_connection
-    assert connection is not None  # the session's connection is checked out
-    cursor = connection.cursor(binary=True)  # type: ignore[call-arg]
-    try:
-        cursor.execute(str(compiled), compiled.params)
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
+    rows = _binary_rows(session, query)
     counts: dict[tuple[uuid.UUID, Any], list[int]] = {}
     found: RawParts = {}
     for branch, k, kind, service, n, n_valued, n_no_show, values, hours in rows:
@@ -172,6 +188,22 @@ def _postgres_parts(
     for at, (part, _) in found.items():
         part.counts = Counts(*counts[at])
     return found
+
+
+def _binary_rows(session: Session, query: Select[Any]) -> list[Any]:
+    """The rows of ``query`` on PostgreSQL, read in binary through the driver's cursor:
+    arrays and byte strings as they are stored, not as text to parse."""
+    compiled = query.compile(
+        dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
+    )
+    connection = session.connection().connection.dbapi_connection
+    assert connection is not None  # the session's connection is checked out
+    cursor = connection.cursor(binary=True)  # type: ignore[call-arg]
+    try:
+        cursor.execute(str(compiled), compiled.params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _sqlite_parts(
@@ -232,58 +264,174 @@ def _sqlite_parts(
     return found
 
 
-CounterRow = tuple[str, datetime, str, str | None, str | None]
-
-
-def _counter_events(
-    session: Session, tenant_id: uuid.UUID, branch_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[CounterRow]]:
-    """Each branch's pause, resume and close events, in order, as (type, at, counter,
-    actor, reason).
-
-    Only the fields the pause fold reads, taken out of the payloads by the database:
-    a tenant's year has hundreds of thousands of these events.
-    """
-    payload = QueueEvent.payload
+def _pauses(
+    session: Session, tenant_id: uuid.UUID, branch_ids: Sequence[uuid.UUID], filters: Filters
+) -> dict[uuid.UUID, list[Pause]]:
+    """Each branch's ended pauses that started within the filter's days."""
     query = (
-        select(
-            QueueEvent.branch_id,
-            QueueEvent.type,
-            QueueEvent.occurred_at,
-            payload["counter_id"].as_string(),
-            payload["actor_id"].as_string(),
-            payload["reason"].as_string(),
-        )
+        select(p_.branch_id, p_.counter_id, p_.staff_id, p_.reason, p_.started_at, p_.ended_at)
         .where(
-            QueueEvent.tenant_id == tenant_id,
-            QueueEvent.branch_id.in_(branch_ids),
-            QueueEvent.status == "accepted",
-            QueueEvent.ticket_id.is_(None),
-            QueueEvent.type.in_(("counter.paused", "counter.resumed", "counter.closed")),
+            p_.tenant_id == tenant_id,
+            p_.branch_id.in_(branch_ids),
+            p_.ended_at.is_not(None),
+            *_day_range(p_.local_day, filters),
         )
-        .order_by(QueueEvent.branch_id, QueueEvent.server_seq)
+        .order_by(p_.branch_id, p_.id)
     )
     rows = session.connection().execute(query)  # Core rows: no ORM loading for each
-    return {branch: [row[1:] for row in found] for branch, found in groupby(rows, itemgetter(0))}
+    return {
+        branch: [Pause.between(*row[1:]) for row in found]
+        for branch, found in groupby(rows, lambda row: row[0])
+    }
 
 
-def _pauses(rows: Sequence[CounterRow]) -> list[Pause]:
-    """The ended pauses of one branch's counter events, as :func:`core.kpi.pauses` folds them.
+def _pause_times(
+    session: Session,
+    tenant_id: uuid.UUID,
+    branch_ids: Sequence[uuid.UUID],
+    key: GroupBy | None,
+    filters: Filters,
+) -> Iterator[tuple[tuple[uuid.UUID, GroupKey], list[tuple[str, float]]]]:
+    """(reason, seconds) of the ended pauses per branch and group, for the keys and
+    filters of the summaries: :func:`core.kpi_rows.pause_groups` without the pauses.
 
-    Fed the rows' fields instead of parsed events, which would cost more than the
-    rest of a tenant's report. A row without a counter, or a pause without a reason,
-    is malformed and skipped, as parsing would skip it.
+    A pause has no service: a service filter keeps none, grouping by service puts
+    them in no group.
     """
-    fold = PauseFold()
-    for kind, at, counter_id, actor_id, reason in rows:
-        if counter_id is None:
-            continue
-        if kind == "counter.paused":
-            if reason is not None:
-                fold.paused(counter_id, at, actor_id, reason)
-        else:
-            fold.ended(counter_id, at)
-    return fold.result()
+    if key == "service" or filters.service_id is not None:
+        return
+    group = literal_column("''") if key is None else p_.local_day
+    query = (
+        select(_as_text(p_.branch_id), group, p_.reason, p_.seconds)
+        .where(
+            p_.tenant_id == tenant_id,
+            p_.branch_id.in_(branch_ids),
+            p_.ended_at.is_not(None),
+            *_day_range(p_.local_day, filters),
+        )
+        .order_by(p_.branch_id, *([] if key is None else [group]))
+    )
+    rows = session.connection().execute(query).all()
+    branches = _by_text(branch_ids)
+    for (branch, k), found in groupby(rows, lambda row: (row[0], row[1])):
+        yield (branches[branch], k), [(reason, seconds) for _, _, reason, seconds in found]
+
+
+def _as_text(column: ColumnElement[uuid.UUID]) -> ColumnElement[str]:
+    """A branch id column as text: thousands of rows name the same few branches, and
+    the driver would make a new UUID of each (slowly, when reading binary)."""
+    return cast_(column, String)
+
+
+def _by_text(branch_ids: Sequence[uuid.UUID]) -> dict[str, uuid.UUID]:
+    """Branch ids by their text in :func:`_as_text` (with dashes on PostgreSQL, plain
+    hex on SQLite)."""
+    return {str(b): b for b in branch_ids} | {b.hex: b for b in branch_ids}
+
+
+# -- from the summaries ------------------------------------------------------------------
+
+_SUMMARIZED_KEYS = (None, "day", "service")
+
+
+@dataclass(slots=True)
+class _Merging:
+    """One group's summary rows while they are added up: counts, and the raw arrays."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * 10)
+    waits: dict[str, list[bytes]] = field(default_factory=dict)  # per service
+    service_times: list[bytes] = field(default_factory=list)
+    served_hours: list[bytes] = field(default_factory=list)
+
+
+def _summary_parts(
+    session: Session,
+    tenant_id: uuid.UUID,
+    branch_ids: Sequence[uuid.UUID],
+    targets: Mapping[str, int | None],
+    key: GroupBy | None,
+    filters: Filters,
+) -> RawParts:
+    """The groups' parts from the summary rows of their days and services."""
+    conditions = [
+        summary.tenant_id == tenant_id,
+        summary.branch_id.in_(branch_ids),
+        *_day_range(summary.local_day, filters),
+    ]
+    if filters.service_id is not None:
+        conditions.append(summary.service_id == filters.service_id)
+    if key == "service":
+        conditions.append(summary.service_id != sums.NO_SERVICE)
+    counted = [summary[name] for name in sums.COUNTS]
+    query = select(
+        _as_text(summary.branch_id),
+        summary.local_day,
+        summary.service_id,
+        summary.waits,
+        summary.service_times,
+        summary.served_hours,
+        *counted,
+    ).where(*conditions)
+    if session.get_bind().dialect.name == "postgresql":
+        rows = _binary_rows(session, query)  # tens of megabytes of arrays: not as hex text
+    else:
+        rows = list(session.connection().execute(query))
+    merging: dict[tuple[str, Any], _Merging] = {}
+    branches = _by_text(branch_ids)
+    for branch, day, service, waits, times, hours, *numbers in rows:
+        k = ALL if key is None else day if key == "day" else service
+        group = merging.get((branch, k))
+        if group is None:
+            group = merging[branch, k] = _Merging()
+        counts = group.counts
+        for at, n in enumerate(numbers):  # sums.COUNTS are the first fields of Counts
+            counts[at] += n
+        group.waits.setdefault(service, []).append(waits)
+        group.service_times.append(times)
+        group.served_hours.append(hours)
+    return {(branches[b], k): _merged(group, targets) for (b, k), group in merging.items()}
+
+
+def _merged(
+    group: _Merging, targets: Mapping[str, int | None]
+) -> tuple[GroupParts, dict[int, int]]:
+    """A group's parts from its rows' arrays: distributions, SLA counts, hours."""
+    counts = group.counts
+    waits = []
+    for service, raw in group.waits.items():
+        called = sums.values(b"".join(raw))
+        waits.append(called)
+        target = targets.get(service)
+        if target is not None:
+            counts[_SLA_ELIGIBLE] += len(called)
+            counts[_SLA_MET] += int(np.count_nonzero(called <= target))
+    part = GroupParts(
+        Counts(*counts),
+        wait=_distribution(np.concatenate(waits)),
+        service=_distribution(sums.values(b"".join(group.service_times))),
+    )
+    return part, sums.served_hours(b"".join(group.served_hours))
+
+
+def _distribution(values: sums.Floats) -> Distribution:
+    """What :meth:`Distribution.of` gives for ``values``: the percentiles picked by
+    partitioning around their ranks instead of sorting them all."""
+    n = len(values)
+    if not n:
+        return Distribution.of(())
+    ranks = [nearest_rank(p, n) - 1 for p in (50, 90, 95)]
+    picked = np.partition(values, [*ranks, n - 1])
+    p50, p90, p95 = (float(picked[r]) for r in ranks)
+    return Distribution(n, math.fsum(values.tolist()) / n, p50, p90, p95, float(picked[n - 1]))
+
+
+def _day_range(column: ColumnElement[date], filters: Filters) -> list[ColumnElement[bool]]:
+    found = []
+    if filters.first_day is not None:
+        found.append(column >= filters.first_day)
+    if filters.last_day is not None:
+        found.append(column <= filters.last_day)
+    return found
 
 
 def _key_column(key: GroupBy | None) -> ColumnElement[Any]:
@@ -318,10 +466,7 @@ def _where(
         f.branch_id.in_(branch_ids),
         group.is_not(None),
     ]
-    if filters.first_day is not None:
-        conditions.append(f.local_day >= filters.first_day)
-    if filters.last_day is not None:
-        conditions.append(f.local_day <= filters.last_day)
+    conditions += _day_range(f.local_day, filters)
     for picked, wanted in (
         (f.service_id, filters.service_id),
         (f.counter_id, filters.counter_id),

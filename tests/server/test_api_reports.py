@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,8 +16,8 @@ from core.events import parse_event
 from core.kpi import pauses
 from core.kpi_rows import fact_rows
 from core.permissions import BRANCH_MANAGER, STAFF
-from server.models import Branch, BranchSequence, KpiFact, KpiFactMark, QueueEvent
-from server.services import queue, tenants
+from server.models import Branch, BranchSequence, KpiFact, KpiFactMark, KpiPause, QueueEvent
+from server.services import kpi_facts, kpi_summaries, queue, tenants
 from server.services.branches import create_service
 from server.services.kpi_facts import (
     BranchRef,
@@ -65,6 +66,37 @@ def _facts_equal_the_log(desk: Desk, zone: str) -> None:
     ]
     assert expected
     assert sorted(tuple(r) for r in stored) == sorted(expected)
+    _summaries_and_pauses_equal_the_log(desk, zone, log)
+
+
+def _summaries_and_pauses_equal_the_log(desk: Desk, zone: str, log: Sequence[Any]) -> None:
+    """What catching up left equals counting the whole log afresh: the day summaries
+    (the incremental refresh is a rebuild) and the pauses, the open ones included."""
+    world = desk.world
+    events = [parse_event(p) for p in log]
+    rows = [(r.local_day, r.service_id, r.kind, r.value, r.hour_start, r.no_show)
+            for r in fact_rows(events, zone)]  # fmt: skip
+    columns = ["local_day", "service_id", *kpi_summaries.COUNTS]
+    columns += ["waits", "service_times", "served_hours"]
+    expected = sorted(
+        tuple(kpi_summaries._row(world.tenant_id, world.branch_id, k, v)[c] for c in columns)
+        for k, v in kpi_summaries.summarize(rows).items()
+    )
+    table = kpi_summaries.SUMMARIES
+    with world.session() as s:
+        stored = s.execute(
+            select(*(table.c[c] for c in columns)).where(table.c.branch_id == world.branch_id)
+        ).all()
+        kept = s.execute(
+            select(KpiPause.counter_id, KpiPause.reason, KpiPause.started_at, KpiPause.ended_at)
+            .where(KpiPause.branch_id == world.branch_id)
+        ).all()  # fmt: skip
+    assert sorted(tuple(r) for r in stored) == expected
+    now = datetime.now(UTC)
+    ended = [(p.counter_id, p.reason, p.started_at, p.ended_at) for p in pauses(events)]
+    still = {(p.counter_id, p.reason, p.started_at) for p in pauses(events, until=now)}
+    still -= {p[:3] for p in ended}
+    assert sorted(kept, key=repr) == sorted(ended + [(*p, None) for p in still], key=repr)
 
 
 def test_a_report_includes_what_was_just_done(desk: Desk) -> None:
@@ -277,3 +309,28 @@ def test_only_branches_behind_their_log_are_caught_up(desk: Desk) -> None:
     desk.issue()
     assert catch_up_behind(world.factory, uuid.uuid4(), both) == 0
     assert catch_up_behind(world.factory, world.tenant_id, both) == 1
+
+
+def test_pauses_open_across_catch_up_steps_are_carried_on(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Caught up two log rows at a time, pauses still come out whole, the one left
+    open is kept open, and the day summaries equal counting the log afresh."""
+    monkeypatch.setattr(kpi_facts, "STEP_EVENTS", 2)
+    for counter in (desk.c1, desk.c2):
+        desk.ok(f"/counters/{counter}/open")
+    desk.ok(f"/counters/{desk.c1}/pause", {"reason": "Lunch"})
+    ticket = desk.issue()
+    desk.issue()
+    desk.ok(f"/counters/{desk.c2}/pause", {"reason": "Training"})
+    desk.ok(f"/counters/{desk.c1}/resume")
+    _serve(desk, ticket)
+    desk.ok(f"/counters/{desk.c2}/close")
+    desk.ok(f"/counters/{desk.c1}/pause", {"reason": "Paperwork"})
+    kpis = _branch_report(desk)["groups"][0]["kpis"]
+    assert set(kpis["pause_seconds_by_reason"]) == {"Lunch", "Training"}
+    _facts_equal_the_log(desk, _zone(desk))
+    desk.ok(f"/counters/{desk.c1}/resume")  # the open pause ends in a later catch-up
+    kpis = _branch_report(desk)["groups"][0]["kpis"]
+    assert set(kpis["pause_seconds_by_reason"]) == {"Lunch", "Paperwork", "Training"}
+    _facts_equal_the_log(desk, _zone(desk))

@@ -209,12 +209,28 @@ def _rows_at_0004(conn: Connection) -> None:
     _insert(conn, "kpi_fact_marks", branch_id=bid, through_seq=0, time_zone="Europe/Lisbon")
 
 
+def _rows_at_0005(conn: Connection) -> None:
+    branches = sa.table("branches", sa.column("tenant_id", sa.Uuid()), sa.column("id", sa.Uuid()))
+    tid, bid = conn.execute(sa.select(branches.c.tenant_id, branches.c.id)).one()
+    _insert(
+        conn, "kpi_summaries", branch_id=bid, local_day=date(2026, 3, 2), service_id="s1",
+        tenant_id=tid, issued=1, called=0, served=0, no_show=0, cancelled=0, abandoned=0,
+        transfers=0, recalls=0, waits=b"", service_times=b"", served_hours=b"",
+    )  # fmt: skip
+    _insert(
+        conn, "kpi_pauses", tenant_id=tid, branch_id=bid, counter_id="c1", staff_id=None,
+        reason="Lunch", started_at=datetime(2026, 3, 2, 12, 0), ended_at=None,
+        local_day=date(2026, 3, 2),
+    )  # fmt: skip
+
+
 # Add one entry per new revision: rows valid at that revision.
 SAMPLE_ROWS: dict[str, Callable[[Connection], None]] = {
     "0001": _rows_at_0001,
     "0002": _rows_at_0002,
     "0003": _rows_at_0003,
     "0004": _rows_at_0004,
+    "0005": _rows_at_0005,
 }
 
 
