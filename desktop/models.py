@@ -23,6 +23,10 @@ from sync.client.views import CounterView, QueueRow, ServiceView
 Index = QModelIndex | QPersistentModelIndex
 Clock = Callable[[], datetime]
 _DISPLAY = Qt.ItemDataRole.DisplayRole
+_TOOLTIP = Qt.ItemDataRole.ToolTipRole
+_ALIGNMENT = Qt.ItemDataRole.TextAlignmentRole
+_FOREGROUND = Qt.ItemDataRole.ForegroundRole
+_QUEUE_ROLES = frozenset({_DISPLAY, _TOOLTIP, _ALIGNMENT, _FOREGROUND, Qt.ItemDataRole.UserRole})
 _ALIGN_CENTER = int(Qt.AlignmentFlag.AlignCenter)
 _WAITING = fmt.status("waiting")  # a queue holds waiting tickets only
 
@@ -173,21 +177,38 @@ class QueueModel(_ListModel):
             self.dataChanged.emit(top, bottom, [_DISPLAY])
 
     def data(self, index: Index, role: int = _DISPLAY) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+        if role not in _QUEUE_ROLES or not index.isValid():
             return None
-        row: QueueRow = self._rows[index.row()]
+        at = index.row()
+        if not 0 <= at < len(self._rows):
+            return None
+        return self._value(self._rows[at], index.column(), role)
+
+    def multiData(self, index: Index, roleDataSpan: Any) -> None:  # noqa: N802, N803
+        """Every role of a cell in one call: a painted cell asks for seven at once."""
+        at = index.row() if index.isValid() else -1
+        row = self._rows[at] if 0 <= at < len(self._rows) else None
         column = index.column()
+        for wanted in roleDataSpan:
+            role = wanted.role()
+            value = None
+            if row is not None and role in _QUEUE_ROLES:
+                value = self._value(row, column, role)
+            if value is None:
+                wanted.clearData()
+            else:
+                wanted.setData(value)
+
+    def _value(self, row: QueueRow, column: int, role: int) -> Any:
         if role == _DISPLAY:
             return self._text(row, column)
-        if role == Qt.ItemDataRole.ToolTipRole and row.unsynced:
-            return "Not yet confirmed by the server"
-        if role == Qt.ItemDataRole.TextAlignmentRole and column in (0, 1):
-            return _ALIGN_CENTER
-        if role == Qt.ItemDataRole.ForegroundRole and column == 2 and row.priority > 0:
-            return self._brush(row.priority)
-        if role == Qt.ItemDataRole.UserRole:
-            return row.id
-        return None
+        if role == _TOOLTIP:
+            return "Not yet confirmed by the server" if row.unsynced else None
+        if role == _ALIGNMENT:
+            return _ALIGN_CENTER if column in (0, 1) else None
+        if role == _FOREGROUND:
+            return self._brush(row.priority) if column == 2 and row.priority > 0 else None
+        return row.id  # the user role
 
     @classmethod
     def _brush(cls, priority: int) -> QBrush:

@@ -165,7 +165,8 @@ class Workspace(QObject):
     def snapshot(self) -> Snapshot:
         cache = self.cache
         # one read for the counters, this counter's current and parked tickets (the cache
-        # knows who parked each, so they survive a restart), the sync time and alerts
+        # knows who parked each, so they survive a restart), the sync time, the alerts
+        # and the outbox size
         state = cache.console_state(self.counter_id)
         waiting = self.waiting()
         ref = self.reference()
@@ -176,7 +177,7 @@ class Workspace(QObject):
             counter=state.counter,
             current=state.current,
             parked=state.parked,
-            outbox=cache.outbox_size(),
+            outbox=state.outbox,
             last_synced=state.last_synced_at,
             alerts=state.alerts,
             pause_reasons=list(ref.pause_reasons) if ref else [],

@@ -49,6 +49,7 @@ from sync.client.rebase import Outcome, rebuild
 from sync.client.replica import Replica
 from sync.client.store import (
     device,
+    driver,
     make_engine,
     outbox,
     read_transaction,
@@ -64,6 +65,10 @@ CHANGE_LOG_SIZE = 256  # writes remembered; a reader further behind reads everyt
 # Confirmed events folded since the last snapshot before another is saved: replaying
 # that many on the next open costs about what writing the snapshot costs.
 SNAPSHOT_EVERY = 1000
+# Tickets whose KPI facts are to be written later (the kpi_dirty list of kpi_store).
+_LIST_FOR_FACTS = "INSERT OR IGNORE INTO kpi_dirty (ticket_id) VALUES (?)"
+_GENERATION = "SELECT generation FROM sync_state"
+_BUMP = "UPDATE sync_state SET generation = ?"
 
 
 class CacheFile:
@@ -227,19 +232,23 @@ class CacheFile:
         with self._lock:
             try:
                 with write_transaction(self._engine) as conn:
-                    generation = conn.execute(select(sync_state.c.generation)).scalar_one_or_none()
-                    if generation is None or generation != self._generation:
+                    if not self._current(conn):
                         self._load(conn)
                     yield conn
                     if bump:
                         self._generation += 1
-                        conn.execute(update(sync_state).values(generation=self._generation))
+                        driver(conn).execute(_BUMP, (self._generation,))
             except BaseException:
                 if self._dirty:
                     self._generation = -1  # the next operation reloads from the file
                 raise
             finally:
                 self._dirty = False
+
+    def _current(self, conn: Connection) -> bool:
+        """Whether the file is at this instance's generation (no one else wrote it)."""
+        row = driver(conn).execute(_GENERATION).fetchone()
+        return row is not None and row[0] == self._generation
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -251,11 +260,24 @@ class CacheFile:
         rows.record_rejections(conn, outcome.rejections)
         self._project(conn, outcome.touched, self._replica.unsynced_tickets())
 
-    def _project(self, conn: Connection, touched: set[str], unsynced: set[str]) -> None:
+    def _project(
+        self, conn: Connection, touched: set[str], unsynced: set[str], *, facts_now: bool = True
+    ) -> None:
+        """Write the projection rows of ``touched`` and keep their KPI facts.
+
+        With ``facts_now`` False the tickets are only listed for
+        :meth:`~sync.client.cache.LocalCache.flush_facts` (one statement, in this
+        transaction): what a local command does, so that the key press does not wait
+        for report upkeep. The sync engine writes them while idle, and every report
+        first.
+        """
         live = self._replica.live
         projection.write_tickets(conn, live, touched, unsynced)
         self._counters_written = projection.write_counters(conn, live, self._counters_written)
-        kpi_store.keep_facts(conn, self._zone(), self._replica.tail, touched, self._targets())
+        if facts_now:
+            kpi_store.keep_facts(conn, self._zone(), self._replica.tail, touched, self._targets())
+        elif touched:
+            driver(conn).executemany(_LIST_FOR_FACTS, [(t,) for t in sorted(touched)])
         self._note(touched)
 
     def _zone(self) -> str:

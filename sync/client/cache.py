@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from core.commands import Command, IssueTicket
 from core.events import Customer, EventBase, TicketIssued
@@ -48,6 +48,7 @@ from sync.client.rebase import apply_pull, apply_push_results
 from sync.client.replica import OutboxEntry, ticket_of
 from sync.client.store import (
     device,
+    driver,
     outbox,
     reference,
     sync_state,
@@ -57,7 +58,8 @@ from sync.protocol import MAX_PUSH_EVENTS, EventResult, LeaseBlock, PullResponse
 
 log = logging.getLogger(__name__)
 
-UNSENT = ("pending", "void")  # outbox rows still to push
+UNSENT = reads.UNSENT  # outbox rows still to push
+_NEXT_SEQ = "UPDATE device SET next_device_seq = ?"
 BULK_PAGE = 200  # pulled events in a page from which live and base share while no own event applies
 
 
@@ -101,9 +103,9 @@ class LocalCache(CacheFile, ConsoleReads):
             self._replica.tail.extend(entries)
             self._next_seq += len(events)
             rows.add_entries(conn, entries)
-            conn.execute(update(device).values(next_device_seq=self._next_seq))
+            driver(conn).execute(_NEXT_SEQ, (self._next_seq,))
             touched = {t for e in stamped if (t := ticket_of(e))}
-            self._project(conn, touched, touched)
+            self._project(conn, touched, touched, facts_now=False)
             if warning is not None:
                 issued = stamped[0]
                 assert isinstance(issued, TicketIssued)
@@ -176,8 +178,7 @@ class LocalCache(CacheFile, ConsoleReads):
         written by another instance.
         """
         with self._reading() as conn:
-            generation = conn.execute(select(sync_state.c.generation)).scalar_one_or_none()
-            ids = self._changed_since(since) if generation == self._generation else None
+            ids = self._changed_since(since) if self._current(conn) else None
             if ids is None:
                 change = self._change
                 return WaitingChanges(change, reads.waiting_grouped(conn), [], frozenset())
@@ -387,8 +388,7 @@ class LocalCache(CacheFile, ConsoleReads):
 
     def outbox_size(self) -> int:
         with self._reading() as conn:
-            query = select(func.count()).where(outbox.c.status.in_(UNSENT))
-            return int(conn.execute(query).scalar_one())
+            return reads.outbox_size(conn)
 
     def add_leases(self, blocks: Sequence[LeaseBlock], slot: int | None = None) -> None:
         """Keep leased number blocks (and the device's fallback slot, when given)."""

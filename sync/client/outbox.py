@@ -25,7 +25,7 @@ from core.events import (
 )
 from core.state import BranchState
 from sync.client.replica import OutboxEntry
-from sync.client.store import alerts, events, outbox
+from sync.client.store import alerts, driver, events, outbox
 from sync.client.views import AlertKind, Rejection, describe, ticket_number
 
 
@@ -42,6 +42,10 @@ dumps_pulled = json.JSONEncoder(separators=(",", ":")).encode
 
 _PAGE: TypeAdapter[list[QueueEvent]] = TypeAdapter(list[QueueEvent])
 _STORE_CONFIRMED = "INSERT INTO events (server_seq, event_id, body, ticket_id) VALUES (?, ?, ?, ?)"
+_ADD_ENTRY = (
+    "INSERT INTO outbox (device_seq, event_id, body, status, server_seq, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 def now_iso() -> str:
@@ -96,17 +100,11 @@ def load_tail(conn: Connection) -> list[OutboxEntry]:
 
 def add_entries(conn: Connection, entries: list[OutboxEntry]) -> None:
     created = now_iso()
-    conn.execute(
-        insert(outbox),
+    # Every local command writes here: a prepared statement of the driver's.
+    driver(conn).executemany(
+        _ADD_ENTRY,
         [
-            {
-                "device_seq": e.device_seq,
-                "event_id": str(e.event.id),
-                "body": to_json(e.event),
-                "status": e.status,
-                "server_seq": e.server_seq,
-                "created_at": created,
-            }
+            (e.device_seq, str(e.event.id), to_json(e.event), e.status, e.server_seq, created)
             for e in entries
         ],
     )

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.dialects import sqlite
 
 from core.state import BranchState, Counter, Ticket
-from sync.client.store import counters, services, tickets
+from sync.client.store import counters, driver, services, tickets
 from sync.protocol import ReferenceData
 
 _HASHED_OUT = ("unsynced", "queue_priority", "queue_band", "queue_ordinal")
@@ -76,6 +76,10 @@ _ALL_TICKETS = str(
 )
 
 
+COUNTER_COLUMNS = tuple(counters.columns.keys())
+_PUT_COUNTER = str(insert(counters).prefix_with("OR REPLACE").compile(dialect=sqlite.dialect()))
+
+
 def ticket_row(ticket: Ticket, unsynced: bool) -> dict[str, Any]:
     return dict(zip(TICKET_COLUMNS, ticket_values(ticket, unsynced), strict=True))
 
@@ -107,7 +111,7 @@ def write_tickets(
     for start in range(0, len(gone), 500):  # SQLite caps the parameters of one statement
         conn.execute(delete(tickets).where(tickets.c.id.in_(gone[start : start + 500])))
     if rows:
-        conn.exec_driver_sql(_PUT_TICKETS, rows)
+        driver(conn).executemany(_PUT_TICKETS, rows)
 
 
 def write_counters(
@@ -124,7 +128,8 @@ def write_counters(
     else:
         changed = [row for cid, row in rows.items() if written.get(cid) != row]
     if changed:
-        conn.execute(insert(counters).prefix_with("OR REPLACE"), changed)
+        values = [tuple(row[name] for name in COUNTER_COLUMNS) for row in changed]
+        driver(conn).executemany(_PUT_COUNTER, values)
     return rows
 
 

@@ -13,11 +13,21 @@ from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import (
+    ClauseElement,
+    Connection,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects import sqlite
 
 from core.values import TicketNumber
 from sync.client.outbox import now_iso
-from sync.client.store import alerts, counters, services, sync_state, tickets
+from sync.client.store import alerts, counters, driver, outbox, services, sync_state, tickets
 from sync.client.views import (
     Alert,
     ConsoleState,
@@ -26,6 +36,65 @@ from sync.client.views import (
     ServiceView,
     TicketView,
 )
+
+UNSENT = ("pending", "void")  # outbox rows still to push
+
+
+def _sql(statement: ClauseElement) -> str:
+    """``statement`` as SQLite text with ``?`` for each bound parameter, in order."""
+    return str(statement.compile(dialect=sqlite.dialect()))
+
+
+# What the console reads after every action runs through the driver's prepared
+# statements (see sync.client.store.driver); the rest through SQLAlchemy.
+_TICKET_COLUMNS = tuple(tickets.columns.keys())
+_PARKED_ORDER = (tickets.c.issued_at, tickets.c.id)
+_IS_PARKED = tickets.c.status == literal_column("'parked'")
+_TICKET = _sql(select(tickets).where(tickets.c.id == bindparam("id")))
+_TICKETS_BY_ID = _sql(  # the ids as one JSON array: one statement for any number of them
+    select(tickets).where(
+        tickets.c.id.in_(select(func.json_each(bindparam("ids")).table_valued("value").c.value))
+    )
+)
+_CURRENT_TICKET = _sql(
+    select(tickets).where(
+        tickets.c.id
+        == select(counters.c.current_ticket_id)
+        .where(counters.c.id == bindparam("counter"))
+        .scalar_subquery()
+    )
+)
+_PARKED = _sql(select(tickets).where(_IS_PARKED).order_by(*_PARKED_ORDER))
+_PARKED_AT = _sql(
+    select(tickets)
+    .where(_IS_PARKED, tickets.c.parked_by == bindparam("counter"))
+    .order_by(*_PARKED_ORDER)
+)
+_LAST_SYNCED = _sql(select(sync_state.c.last_synced_at))
+_OPEN_ALERTS = _sql(
+    select(
+        alerts.c.id,
+        alerts.c.kind,
+        alerts.c.event_id,
+        alerts.c.ticket_number,
+        alerts.c.description,
+        alerts.c.reason,
+        alerts.c.created_at,
+    )
+    .where(alerts.c.acknowledged_at.is_(None))
+    .order_by(alerts.c.id)
+)
+_OUTBOX_SIZE = str(
+    select(func.count())
+    .select_from(outbox)
+    .where(outbox.c.status.in_(UNSENT))
+    .compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+)
+
+
+def _views(rows: Iterable[tuple[object, ...]]) -> list[TicketView]:
+    return [TicketView.from_mapping(dict(zip(_TICKET_COLUMNS, row, strict=True))) for row in rows]
+
 
 _CALL_ORDER = (
     tickets.c.queue_priority,
@@ -108,33 +177,29 @@ def waiting_grouped(conn: Connection) -> dict[str, list[QueueRow]]:
 
 
 def tickets_by_id(conn: Connection, ids: Iterable[str]) -> list[TicketView]:
-    wanted, found = sorted(ids), []
-    for start in range(0, len(wanted), 500):  # SQLite caps the parameters of one query
-        chunk = wanted[start : start + 500]
-        query = select(tickets).where(tickets.c.id.in_(chunk))
-        found += [TicketView.from_row(r) for r in conn.execute(query)]
-    return found
+    wanted = sorted(ids)
+    if not wanted:
+        return []
+    return _views(driver(conn).execute(_TICKETS_BY_ID, (json.dumps(wanted),)))
 
 
 def parked(conn: Connection, counter_id: str | None = None) -> list[TicketView]:
     """Parked tickets (of those parked at one counter), longest-waiting first."""
-    query = select(tickets).where(tickets.c.status == "parked")
-    if counter_id is not None:
-        query = query.where(tickets.c.parked_by == counter_id)
-    query = query.order_by(tickets.c.issued_at, tickets.c.id)
-    return [TicketView.from_row(r) for r in conn.execute(query)]
+    raw = driver(conn)
+    if counter_id is None:
+        return _views(raw.execute(_PARKED))
+    return _views(raw.execute(_PARKED_AT, (counter_id,)))
 
 
 def ticket(conn: Connection, ticket_id: str) -> TicketView | None:
-    row = conn.execute(select(tickets).where(tickets.c.id == ticket_id)).first()
-    return TicketView.from_row(row) if row else None
+    found = _views(driver(conn).execute(_TICKET, (ticket_id,)))
+    return found[0] if found else None
 
 
 def current_ticket(conn: Connection, counter_id: str) -> TicketView | None:
     """The ticket counter ``counter_id`` is calling or serving, if any."""
-    holder = select(counters.c.current_ticket_id).where(counters.c.id == counter_id)
-    row = conn.execute(select(tickets).where(tickets.c.id == holder.scalar_subquery())).first()
-    return TicketView.from_row(row) if row else None
+    found = _views(driver(conn).execute(_CURRENT_TICKET, (counter_id,)))
+    return found[0] if found else None
 
 
 def ticket_by_number(conn: Connection, number: str, day: date) -> TicketView | None:
@@ -145,27 +210,28 @@ def ticket_by_number(conn: Connection, number: str, day: date) -> TicketView | N
     return TicketView.from_row(row) if row else None
 
 
-_CURRENT = tickets.alias("current")  # built once: an alias costs a millisecond to set up
-_COUNTER_VIEWS = (
-    select(counters, _CURRENT.c.number)
+_CURRENT = tickets.alias("current")
+_COUNTER_VIEWS = str(
+    select(
+        counters.c.id,
+        counters.c.name,
+        counters.c.status,
+        counters.c.pause_reason,
+        counters.c.current_ticket_id,
+        _CURRENT.c.number,
+        counters.c.staff_id,
+        counters.c.work_profile,
+    )
     .select_from(counters.outerjoin(_CURRENT, _CURRENT.c.id == counters.c.current_ticket_id))
     .order_by(counters.c.name, counters.c.id)
+    .compile(dialect=sqlite.dialect())
 )
 
 
 def counter_views(conn: Connection) -> list[CounterView]:
     return [
-        CounterView(
-            id=r.id,
-            name=r.name,
-            status=r.status,
-            pause_reason=r.pause_reason,
-            current_ticket_id=r.current_ticket_id,
-            current_ticket_number=r.number,
-            staff_id=r.staff_id,
-            work_profile=tuple(json.loads(r.work_profile)),
-        )
-        for r in conn.execute(_COUNTER_VIEWS)
+        CounterView(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(json.loads(r[7])))
+        for r in driver(conn).execute(_COUNTER_VIEWS)
     ]
 
 
@@ -186,9 +252,12 @@ def service_views(conn: Connection, counts: Mapping[str, int] | None = None) -> 
 
 
 def alert_views(conn: Connection, include_acknowledged: bool) -> list[Alert]:
-    query = select(alerts).order_by(alerts.c.id)
     if not include_acknowledged:
-        query = query.where(alerts.c.acknowledged_at.is_(None))
+        return [
+            Alert(r[0], r[1], r[2], r[3], r[4], r[5], datetime.fromisoformat(r[6]))
+            for r in driver(conn).execute(_OPEN_ALERTS)
+        ]
+    query = select(alerts).order_by(alerts.c.id)
     return [
         Alert(
             id=r.id,
@@ -212,8 +281,13 @@ def acknowledge(conn: Connection, ids: Iterable[int]) -> None:
 
 
 def last_synced_at(conn: Connection) -> datetime | None:
-    value = conn.execute(select(sync_state.c.last_synced_at)).scalar_one_or_none()
-    return datetime.fromisoformat(value) if value else None
+    row = driver(conn).execute(_LAST_SYNCED).fetchone()
+    return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+
+def outbox_size(conn: Connection) -> int:
+    """How many changes made here are still to be sent."""
+    return int(driver(conn).execute(_OUTBOX_SIZE).fetchone()[0])
 
 
 def console_state(conn: Connection, counter_id: str | None) -> ConsoleState:
@@ -228,6 +302,7 @@ def console_state(conn: Connection, counter_id: str | None) -> ConsoleState:
         parked=parked(conn, counter_id) if counter_id else [],
         last_synced_at=last_synced_at(conn),
         alerts=alert_views(conn, include_acknowledged=False),
+        outbox=outbox_size(conn),
     )
 
 

@@ -25,6 +25,7 @@ counter and then writes, and a deferred transaction could be overtaken in betwee
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -340,3 +341,15 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     """One deferred read transaction: a consistent snapshot of the file."""
     with engine.connect() as conn, conn.begin():
         yield conn
+
+
+def driver(conn: Connection) -> sqlite3.Connection:
+    """The driver's connection under ``conn``, inside the same transaction.
+
+    For the statements every key press runs: ``sqlite3`` keeps them prepared, and
+    a few microseconds each instead of the tenth of a millisecond SQLAlchemy adds
+    decides whether a command and the console's read of it fit in one frame.
+    """
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw

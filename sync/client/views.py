@@ -6,6 +6,7 @@ SQLAlchemy objects, so nothing they hold can reach back into the file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, NamedTuple
@@ -62,7 +63,12 @@ class TicketView:
 
     @classmethod
     def from_row(cls, row: Any) -> TicketView:
-        m = row._mapping
+        """From a SQLAlchemy row of the ``tickets`` table."""
+        return cls.from_mapping(row._mapping)
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> TicketView:
+        """From the columns of a ``tickets`` row by name."""
 
         def when(key: str) -> datetime | None:
             value = m[key]
@@ -222,6 +228,7 @@ class ConsoleState:
     parked: list[TicketView]  # tickets parked at that counter, oldest first
     last_synced_at: datetime | None
     alerts: list[Alert]  # not yet acknowledged, oldest first
+    outbox: int = 0  # changes made here not yet sent (the outbox's pending and void rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,3 +108,24 @@ def test_a_small_write_keeps_its_facts_at_once(tmp_path: Path) -> None:
     assert rows(console, LISTED) == []
     assert rows(console, FACTS) == expected_facts(service)
     console.close()
+
+
+def test_a_local_command_lists_its_ticket_and_a_report_writes_its_facts(tmp_path: Path) -> None:
+    service = FakeService()
+    run(service, [("issue", 1), ("issue", 2)])
+    console = open_cache(tmp_path)
+    pull_all(service, console, 100)
+    assert rows(console, LISTED) == []
+    issued = console.issue_ticket(ACCOUNTS, at=at(200))
+    # The command only lists its ticket: the key press does not wait for report upkeep.
+    assert rows(console, LISTED) == [(issued.ticket_id,)]
+    assert [r for r in rows(console, FACTS) if r[0] == issued.ticket_id] == []
+    console.report()  # a report writes the listed facts first
+    assert rows(console, LISTED) == []
+    written = [r for r in rows(console, FACTS) if r[0] == issued.ticket_id]
+    assert sorted(r[2] for r in written) == ["issued", "segment"]
+    service.sync(console)
+    pull_all(service, console, 100)
+    assert rows(console, FACTS) == expected_facts(service)
+    assert console.flush_facts() == 0
+    console.close()
