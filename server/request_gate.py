@@ -7,8 +7,15 @@ pooled connections, the request holding a lock cannot get a thread or a
 connection to finish, and everyone times out (SQLite "database is locked",
 PostgreSQL pool timeouts: 500s). Queueing requests here, in the event loop and
 before they take a thread, keeps the number in flight below both limits, so the
-holder of any lock can always finish. SQLite has a single writer and every write
-session takes that lock up front, so there the bound is one.
+holder of any lock can always finish.
+
+SQLite has a single writer, and the writers of one process queue for it on an
+in-process lock in their worker threads (see :mod:`server.db`), each handing it
+straight to the next. A few requests in flight keep that queue fed: while one
+holds the write lock, the next ones are read off the socket, have their tokens
+checked, wait for the lock in a thread, or send their answers. Only one writes
+at a time either way; more in flight would only wait longer, each holding a
+thread and a pooled connection.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Starlette's worker thread pool has 40 threads; leave some for everything else.
 MAX_IN_FLIGHT = 32
+# Enough to overlap everything around one SQLite writer; well below the SQLite
+# engine's pool (5 connections and 10 overflow) and the thread pool.
+SQLITE_IN_FLIGHT = 8
 
 
 class RequestGate:
@@ -72,7 +82,7 @@ class RequestGate:
 
 
 def in_flight_limit(backend: str, pool_size: int, max_overflow: int) -> int:
-    """One for SQLite; else what both the thread pool and the connection pool allow."""
+    """A short queue for SQLite's one writer; else what both pools allow."""
     if backend == "sqlite":
-        return 1
+        return SQLITE_IN_FLIGHT
     return max(1, min(MAX_IN_FLIGHT, pool_size + max_overflow))

@@ -112,7 +112,10 @@ class SharedReads:
 
     async def _read(self, key: tuple[uuid.UUID, int], factory: sessionmaker[Session]) -> _Read:
         try:
-            page = await anyio.to_thread.run_sync(_read, factory, *key)
+            # Subscribed while it runs, so commits meanwhile are stamped (woken_at)
+            # even if every stream that asked for it has gone when they land.
+            with self._hub.subscribe(key[0]):
+                page = await anyio.to_thread.run_sync(_read, factory, *key)
             return page, page.stream_message()
         finally:
             running = self._reads.get(key)

@@ -190,11 +190,14 @@ _CONFIGS: dict[uuid.UUID, tuple[_RawConfig, BranchConfig]] = {}
 def read_config(session: Session, branch: BranchInfo) -> BranchConfig:
     """Every service and counter of the branch, inactive ones too: old events name them."""
     connection = session.connection()
+    params = {"branch_id": branch.id}
+    # Plain tuples, fetched at once: comparing them with the last read is then a
+    # C-level comparison, not one Python call per column of every row.
     raw: _RawConfig = (
         branch.time_zone,
         branch.day_starts_at,
-        tuple(connection.execute(_CONFIG_SERVICES, {"branch_id": branch.id})),
-        tuple(connection.execute(_CONFIG_COUNTERS, {"branch_id": branch.id})),
+        tuple(map(tuple, connection.execute(_CONFIG_SERVICES, params).all())),
+        tuple(map(tuple, connection.execute(_CONFIG_COUNTERS, params).all())),
     )
     known = _CONFIGS.get(branch.id)
     if known is not None and known[0] == raw:

@@ -71,10 +71,22 @@ class SyncHub:
         self._loop = loop
 
     def publish(self, branch_id: uuid.UUID | None) -> None:
-        """Wake the streams of ``branch_id`` (every stream when None)."""
+        """Wake the streams of ``branch_id`` (every stream when None).
+
+        With no subscriber to wake there is nothing to do: a stream that
+        subscribes later reads from its cursor after subscribing, so it finds
+        these events. (A shared read subscribes for as long as it runs, see
+        :class:`server.api.sync_stream.SharedReads`, so a read that began before
+        this commit is never joined by a stream after it.) Most commits of a
+        branch nobody streams then cost no wake-up of the serving loop.
+        """
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        if branch_id is not None:
+            with self._lock:
+                if not self._subscribers.get(branch_id):
+                    return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:

@@ -4,8 +4,8 @@ The first tests run the app in process: the TestClient reads a response to
 its end, so those streams are given a lifetime of a fraction of a second. The
 others run real ``queuedesk-server serve`` processes and read the stream with
 httpx-sse while pushing through another connection. On SQLite that also shows
-the stream holds no request-gate slot (the gate lets one API request in at a
-time there): otherwise the push would wait for the stream forever.
+the stream holds no request-gate slot (the gate lets only a few API requests
+in at a time there): otherwise enough streams would keep every push waiting.
 
 Live delivery is told apart from the stream's read-on-heartbeat fallback by
 time: the servers' heartbeat interval is long, and an event must arrive well
