@@ -54,7 +54,10 @@ class EventPage:
 
 def read_events(session: Session, branch_id: uuid.UUID, after: int, limit: int) -> EventPage:
     """Accepted events of the branch with ``server_seq > after``, ascending, at most ``limit``."""
-    rows = session.execute(
+    # On the session's connection: plain rows, without the ORM's per-row loading
+    # (a new device reads the whole log through here).
+    conn = session.connection()
+    rows = conn.execute(
         select(QueueEvent.server_seq, cast(QueueEvent.payload, Text))
         .where(
             QueueEvent.branch_id == branch_id,
@@ -74,10 +77,16 @@ def reference_data(
     session: Session, branch: BranchInfo, grants: Grants, device_slot: int | None
 ) -> ReferenceData:
     """The branch's reference data as the caller sees it, with its content version."""
-    pause_reasons = session.scalars(
-        select(PauseReason.label).where(
-            PauseReason.tenant_id == branch.tenant_id, PauseReason.active.is_(True)
+    # Every pull reads these to compare versions: columns on the session's
+    # connection, not ORM objects.
+    pause_reasons = (
+        session.connection()
+        .execute(
+            select(PauseReason.label).where(
+                PauseReason.tenant_id == branch.tenant_id, PauseReason.active.is_(True)
+            )
         )
+        .scalars()
     )
     unversioned = ReferenceData(
         version="",
@@ -98,29 +107,28 @@ def reference_data(
 
 
 def _services(session: Session, branch_id: uuid.UUID) -> list[ServiceRef]:
-    rows = session.scalars(
-        select(Service).where(Service.branch_id == branch_id).order_by(Service.code, Service.id)
+    rows = session.connection().execute(
+        select(Service.id, Service.code, Service.name, Service.target_wait_s, Service.active)
+        .where(Service.branch_id == branch_id)
+        .order_by(Service.code, Service.id)
     )
     return [
-        ServiceRef(
-            id=str(s.id), code=s.code, name=s.name, target_wait_s=s.target_wait_s, active=s.active
-        )
-        for s in rows
+        ServiceRef(id=str(sid), code=code, name=name, target_wait_s=target, active=active)
+        for sid, code, name, target, active in rows
     ]
 
 
 def _counters(session: Session, branch_id: uuid.UUID) -> list[CounterRef]:
-    rows = session.scalars(
-        select(Counter).where(Counter.branch_id == branch_id).order_by(Counter.number, Counter.id)
+    rows = session.connection().execute(
+        select(Counter.id, Counter.name, Counter.work_profile, Counter.active)
+        .where(Counter.branch_id == branch_id)
+        .order_by(Counter.number, Counter.id)
     )
     return [
         CounterRef(
-            id=str(c.id),
-            name=c.name,
-            work_profile=[str(s) for s in c.work_profile or ()],
-            active=c.active,
+            id=str(cid), name=name, work_profile=[str(s) for s in profile or ()], active=active
         )
-        for c in rows
+        for cid, name, profile, active in rows
     ]
 
 
@@ -130,7 +138,8 @@ def _staff(session: Session, branch: BranchInfo) -> list[StaffRef]:
         UserRole.tenant_id == branch.tenant_id,
         or_(UserRole.branch_id.is_(None), UserRole.branch_id == branch.id),
     )
-    rows = session.execute(
+    conn = session.connection()
+    rows = conn.execute(
         select(User.id, User.display_name, User.username).where(
             User.tenant_id == branch.tenant_id,
             User.disabled.is_(False),

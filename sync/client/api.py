@@ -340,10 +340,12 @@ def _heartbeat(data: str) -> Heartbeat:
 
 
 def _parse(model: type[_Model], response: httpx.Response) -> _Model:
-    return _parse_text(model, response.text)
+    # The bytes as they came: JSON is UTF-8, and decoding a page of thousands of
+    # events to a str first only for the parser to read it back costs a copy.
+    return _parse_text(model, response.content)
 
 
-def _parse_text(model: type[_Model], text: str) -> _Model:
+def _parse_text(model: type[_Model], text: str | bytes) -> _Model:
     try:
         return model.model_validate_json(text)
     except ValidationError as exc:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import to_json as encode_json
 from sqlalchemy import Connection, delete, insert, select, update
 
 from core.errors import InvalidValue
@@ -37,8 +38,15 @@ def dumps(body: dict[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
-dumps_pulled = json.JSONEncoder(separators=(",", ":")).encode
-"""The stored form of a pulled event's JSON object: compact, keys as the service sent them."""
+def dumps_pulled(body: dict[str, Any]) -> str:
+    """The stored form of a pulled event's JSON object: compact, keys as the service sent them.
+
+    Encoded by pydantic-core, several times faster than :mod:`json` here: a first sync
+    stores every event of the log. Non-ASCII text is kept as UTF-8 rather than
+    escaped; both read back the same.
+    """
+    return encode_json(body).decode()
+
 
 _PAGE: TypeAdapter[list[QueueEvent]] = TypeAdapter(list[QueueEvent])
 _STORE_CONFIRMED = "INSERT INTO events (server_seq, event_id, body, ticket_id) VALUES (?, ?, ?, ?)"

@@ -106,17 +106,26 @@ def apply_pull(
     """
     outcome = PullOutcome()
     fresh = [p for p in page.events if p.server_seq > cursor]
-    pulled = rows.parse_pulled([p.event for p in fresh])
-    encode = rows.dumps_pulled
-    stored = zip(fresh, pulled, strict=True)
+    bodies = [p.event for p in fresh]
+    pulled = rows.parse_pulled(bodies)
+    tickets = [ticket_of(e) for e in pulled]
     rows.store_confirmed(
-        conn, [(p.server_seq, str(e.id), encode(p.event), ticket_of(e)) for p, e in stored]
+        conn,
+        zip(
+            [p.server_seq for p in fresh],
+            [str(e.id) for e in pulled],
+            map(rows.dumps_pulled, bodies),
+            tickets,
+            strict=True,
+        ),
     )
     outcome.stored = len(fresh)
-    outcome.touched.update(t for e in pulled if (t := ticket_of(e)))
+    outcome.touched.update(filter(None, tickets))
     before, old_tail = replica.live, list(replica.tail)
-    pulled_ids = {e.id for e in pulled}
-    own = [e for e in old_tail if e.event.id in pulled_ids]
+    own: list[OutboxEntry] = []
+    if old_tail:
+        pulled_ids = {e.id for e in pulled}
+        own = [e for e in old_tail if e.event.id in pulled_ids]
     in_step = replica.absorb(pulled, share)
     rows.remove(conn, own)
     outcome.confirmed_own = len(own)

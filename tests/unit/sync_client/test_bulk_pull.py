@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -21,7 +22,7 @@ from core.values import TicketNumber, TransferPosition
 from sync.client import base, cache, projection
 from sync.client.cache import LocalCache
 from sync.client.kpi_store import fact_row_dict
-from sync.client.outbox import parse_pulled
+from sync.client.outbox import dumps_pulled, parse_pulled
 from sync.client.store import tickets
 from tests.unit.sync.builders import (
     ACCOUNTS,
@@ -214,6 +215,18 @@ def test_a_page_is_parsed_as_parse_event_parses_it() -> None:
     broken = [*bodies[:1], {**bodies[1], "schema_version": True}]
     with pytest.raises(MalformedEvent, match="schema_version"):
         parse_pulled(broken)
+
+
+def test_a_stored_pulled_event_reads_back_as_the_event_the_service_sent() -> None:
+    service = FakeService()
+    run(service, [("open", 0), ("issue", 1)])
+    body = {**service.log[-1].event, "customer": {"name": 'Zoë Øster \u2014 \U0001f600 "q"\\'}}
+
+    stored = dumps_pulled(body)
+
+    assert json.loads(stored) == body
+    assert list(json.loads(stored)) == list(body)  # keys in the order the service sent them
+    assert parse_event(stored) == parse_event(body)
 
 
 def test_ticket_values_are_in_the_order_of_the_table_columns() -> None:
