@@ -36,9 +36,13 @@ def ranged_histogram(conn: Connection, filters: Filters, bin_s: int, bins: int) 
     edges = [float("-inf"), *(i * bin_s for i in range(1, bins)), float("inf")]
     cursor = conn.connection.cursor()
     try:
+        whole = _covers(cursor, "segment", first, last)
         counts = []
         for low, high in itertools.pairwise(edges):
-            cursor.execute(_BIN_COUNT, ("segment", low, high, first, last))
+            if whole:
+                cursor.execute(_BIN_COUNT_ALL, ("segment", low, high))
+            else:
+                cursor.execute(_BIN_COUNT, ("segment", low, high, first, last))
             row = cursor.fetchone()
             assert row is not None  # an aggregate always answers
             counts.append(int(row[0]))
@@ -51,6 +55,28 @@ _BIN_COUNT = (
     "SELECT count(*) FROM kpi_facts INDEXED BY ix_kpi_facts_kind_value_day"
     " WHERE kind = ? AND value >= ? AND value < ? AND local_day >= ? AND local_day <= ?"
 )
+_BIN_COUNT_ALL = (
+    "SELECT count(*) FROM kpi_facts INDEXED BY ix_kpi_facts_kind_value_day"
+    " WHERE kind = ? AND value >= ? AND value < ?"
+)
+
+
+def _covers(cursor: Any, kind: str, first: str, last: str) -> bool:
+    """Whether the days ``first``..``last`` hold every fact of ``kind``: then walks
+    along the value index need not check each entry's day (a third of their cost).
+
+    Two seeks on the (kind, day, value) index.
+    """
+    days = []
+    for query in _FIRST_DAY, _LAST_DAY:
+        cursor.execute(query, (kind,))
+        days.append(cursor.fetchone()[0])
+    low, high = days
+    return low is None or (first <= low and high <= last)
+
+
+_FIRST_DAY = "SELECT min(local_day) FROM kpi_facts WHERE kind = ?"
+_LAST_DAY = "SELECT max(local_day) FROM kpi_facts WHERE kind = ?"
 
 
 def ranked(
@@ -79,11 +105,14 @@ def ranked(
     first = filters.first_day.isoformat() if filters.first_day else ""
     last = filters.last_day.isoformat() if filters.last_day else "9999-12-31"
     cursor = conn.connection.cursor()
+    whole = {k: _covers(cursor, k, first, last) for k in ("segment", "completion")}
 
     def at_rank(kind: str, raw: object, n: int, rank: int) -> float:
         descending = rank > n // 2
         skip = n - rank if descending else rank - 1
-        if key is None:
+        if key is None and whole[kind]:
+            cursor.execute(_WHOLE_STEP[descending], (kind, skip))
+        elif key is None:
             cursor.execute(_RANGE_STEP[descending], (kind, first, last, skip))
         else:
             cursor.execute(_DAY_STEP[descending], (kind, raw, skip))
@@ -138,6 +167,12 @@ _RANGE_STEP = {
     True: "SELECT value FROM kpi_facts INDEXED BY ix_kpi_facts_kind_value_day"
     " WHERE kind = ? AND value IS NOT NULL AND local_day >= ? AND local_day <= ?"
     " ORDER BY value DESC LIMIT 1 OFFSET ?",
+}
+_WHOLE_STEP = {
+    False: "SELECT value FROM kpi_facts INDEXED BY ix_kpi_facts_kind_value_day"
+    " WHERE kind = ? AND value IS NOT NULL ORDER BY value ASC LIMIT 1 OFFSET ?",
+    True: "SELECT value FROM kpi_facts INDEXED BY ix_kpi_facts_kind_value_day"
+    " WHERE kind = ? AND value IS NOT NULL ORDER BY value DESC LIMIT 1 OFFSET ?",
 }
 _DAY_STEP = {
     False: "SELECT value FROM kpi_facts INDEXED BY ix_kpi_facts_kind_day_value"

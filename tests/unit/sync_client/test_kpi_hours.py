@@ -58,13 +58,16 @@ def assert_reports_are_the_reference(target: LocalCache, service: FakeService) -
     events = [parse_event(p.event) for p in service.log]
     live = service.state
     targets = {s.id: s.target_wait_s for s in live.services.values()}
+    days = sorted({r.local_day for r in fact_rows(events, live.time_zone)})
+    # The whole range, a service, and (when there is one) a range without the last day.
+    ranges = [Filters(), Filters(service_id=ACCOUNTS), *[Filters(last_day=d) for d in days[-2:-1]]]
     for key in KEYS:
-        for filters in (Filters(), Filters(service_id=ACCOUNTS)):
+        for filters in ranges:
             expected = reference(events, targets=targets, time_zone=live.time_zone, key=key,
                                  filters=filters)  # fmt: skip
             found = target.report(key=key, filters=filters)
             assert found == expected, (key, filters)
-    for filters in (Filters(), Filters(service_id=ACCOUNTS)):
+    for filters in ranges:
         waits = [
             r.value
             for r in fact_rows(events, live.time_zone)
@@ -107,3 +110,39 @@ def test_hourly_counts_are_those_of_the_facts_after_any_history(
         reopened = LocalCache.open(console.path, BRANCH)
         assert stored_hours(reopened) == counted_hours(reopened, targets)
         reopened.close()
+
+
+def test_reports_of_some_days_of_a_longer_history_are_the_reference() -> None:
+    """A range that leaves days out checks each fact's day; one that holds every
+    stored day need not, and both answer as the reference does."""
+    actions = [("open", 0), ("open", 1)] + [("issue", n) for n in range(12)]
+    actions += [(kind, n) for n in range(12) for kind in ("call_next", "start", "complete")]
+    with tempfile.TemporaryDirectory() as tmp:
+        service = FakeService()
+        run(service, actions)
+        run(service, actions, start=24 * 60)  # the next day
+        run(service, actions, start=2 * 24 * 60)  # and the one after
+        console = open_cache(Path(tmp))
+        pull_all(service, console, 500)
+        events = [parse_event(p.event) for p in service.log]
+        live = service.state
+        targets = {s.id: s.target_wait_s for s in live.services.values()}
+        days = sorted({r.local_day for r in fact_rows(events, live.time_zone)})
+        assert len(days) == 3
+        for filters in (
+            Filters(first_day=days[0], last_day=days[-1]),
+            Filters(first_day=days[1]),
+            Filters(last_day=days[1]),
+            Filters(first_day=days[1], last_day=days[1]),
+        ):
+            expected = reference(events, targets=targets, time_zone=live.time_zone, filters=filters)
+            assert console.report(filters=filters) == expected, filters
+            waits = [
+                r.value
+                for r in fact_rows(events, live.time_zone)
+                if r.kind == "segment"
+                and r.value is not None
+                and filters.keeps(r.local_day, None, None, None)
+            ]
+            assert sum(console.wait_histogram(bin_s=60, bins=5, filters=filters)) == len(waits)
+        console.close()
