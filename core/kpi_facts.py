@@ -90,12 +90,6 @@ class Pause:
     ended_at: datetime
     seconds: float  # never below 0, even when ``until`` is before the pause
 
-    @classmethod
-    def between(
-        cls, counter_id: str, staff_id: str | None, reason: str, start: datetime, end: datetime
-    ) -> Pause:
-        return cls(counter_id, staff_id, reason, start, end, max(0.0, elapsed_s(start, end)))
-
 
 class Tally(NamedTuple):
     """A fact that is only counted, with where it is attributed when grouping."""
@@ -234,7 +228,7 @@ class PauseFold:
 
 def _pause(counter_id: str, started: tuple[datetime, str | None, str], end: datetime) -> Pause:
     at, staff_id, reason = started
-    return Pause.between(counter_id, staff_id, reason, at, end)
+    return Pause(counter_id, staff_id, reason, at, end, max(0.0, elapsed_s(at, end)))
 
 
 def _ticket_event(track: _Track, event: EventBase, facts: Facts, built: list[_OpenSegment]) -> None:

@@ -268,21 +268,29 @@ def _pauses(
     session: Session, tenant_id: uuid.UUID, branch_ids: Sequence[uuid.UUID], filters: Filters
 ) -> dict[uuid.UUID, list[Pause]]:
     """Each branch's ended pauses that started within the filter's days."""
+    columns = (p_.counter_id, p_.staff_id, p_.reason, p_.started_at, p_.ended_at, p_.seconds)
     query = (
-        select(p_.branch_id, p_.counter_id, p_.staff_id, p_.reason, p_.started_at, p_.ended_at)
-        .where(
-            p_.tenant_id == tenant_id,
-            p_.branch_id.in_(branch_ids),
-            p_.ended_at.is_not(None),
-            *_day_range(p_.local_day, filters),
-        )
+        select(p_.branch_id, *columns)
+        .where(*_ended_pauses(tenant_id, branch_ids, filters))
         .order_by(p_.branch_id, p_.id)
     )
     rows = session.connection().execute(query)  # Core rows: no ORM loading for each
     return {
-        branch: [Pause.between(*row[1:]) for row in found]
+        branch: [Pause(*row[1:]) for row in found]
         for branch, found in groupby(rows, lambda row: row[0])
     }
+
+
+def _ended_pauses(
+    tenant_id: uuid.UUID, branch_ids: Sequence[uuid.UUID], filters: Filters
+) -> list[ColumnElement[bool]]:
+    """The ended pauses of the branches that started within the filter's days."""
+    return [
+        p_.tenant_id == tenant_id,
+        p_.branch_id.in_(branch_ids),
+        p_.ended_at.is_not(None),
+        *_day_range(p_.local_day, filters),
+    ]
 
 
 def _pause_times(
@@ -303,12 +311,7 @@ def _pause_times(
     group = literal_column("''") if key is None else p_.local_day
     query = (
         select(_as_text(p_.branch_id), group, p_.reason, p_.seconds)
-        .where(
-            p_.tenant_id == tenant_id,
-            p_.branch_id.in_(branch_ids),
-            p_.ended_at.is_not(None),
-            *_day_range(p_.local_day, filters),
-        )
+        .where(*_ended_pauses(tenant_id, branch_ids, filters))
         .order_by(p_.branch_id, *([] if key is None else [group]))
     )
     rows = session.connection().execute(query).all()
