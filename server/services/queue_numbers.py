@@ -22,34 +22,35 @@ from server.models import NumberLease
 from server.services.queue_state import BranchLease
 
 _NUMBER_LEASES = NumberLease.__table__.c
-_LEASES = select(_NUMBER_LEASES.first, _NUMBER_LEASES.last, _NUMBER_LEASES.device_id).where(
+_OF_DAY = (
     _NUMBER_LEASES.branch_id == bindparam("branch_id"),
     _NUMBER_LEASES.prefix == bindparam("prefix"),
     _NUMBER_LEASES.business_day == bindparam("day"),
 )
+# The service's own blocks that still hold numbers at or after the hint: after a
+# busy day the day has dozens of leases, and nearly every issue needs one of them.
+_OWN_AHEAD = (
+    select(_NUMBER_LEASES.first, _NUMBER_LEASES.last)
+    .where(*_OF_DAY, _NUMBER_LEASES.device_id.is_(None), _NUMBER_LEASES.last >= bindparam("start"))
+    .order_by(_NUMBER_LEASES.first)
+)
+_LEASES = select(_NUMBER_LEASES.first, _NUMBER_LEASES.last).where(*_OF_DAY)
 
 
 def next_server_number(
     session: Session, lease: BranchLease, prefix: str, day: date
 ) -> tuple[TicketNumber, NumberBlock | None]:
-    """The service's next number, and the block to lease first if its blocks are used up.
-
-    Record the number with :func:`number_taken` once it is issued.
-    """
-    params = {"branch_id": lease.branch.id, "prefix": prefix, "day": day}
-    leases = session.connection().execute(_LEASES, params).all()
-    blocks = [NumberBlock(prefix, day, first, last) for first, last, _ in leases]
-    own = sorted(
-        (NumberBlock(prefix, day, first, last) for first, last, device in leases if device is None),
-        key=lambda b: b.first,
-    )
+    """The service's next number, and the block to lease first if its blocks are used up."""
+    connection = session.connection()
     issued = lease.state.numbers
     start = lease.hints.get((prefix, day), 1)
-    for block in own:
-        for candidate in range(max(block.first, start), block.last + 1):
+    params = {"branch_id": lease.branch.id, "prefix": prefix, "day": day, "start": start}
+    for first, last in connection.execute(_OWN_AHEAD, params):
+        for candidate in range(max(first, start), last + 1):
             if (day, str(TicketNumber(prefix, candidate))) not in issued:
                 lease.hints[(prefix, day)] = candidate
                 return TicketNumber(prefix, candidate), None
-    block = next_block(blocks, prefix, day)
+    leases = connection.execute(_LEASES, params).all()
+    block = next_block((NumberBlock(prefix, day, f, last) for f, last in leases), prefix, day)
     lease.hints[(prefix, day)] = block.first
     return TicketNumber(prefix, block.first), block

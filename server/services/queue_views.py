@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import String, bindparam, select, type_coerce
 from sqlalchemy.orm import Session
 
 from core.state import BranchState, CounterStatus, Ticket, TicketStatus
@@ -64,8 +64,11 @@ def view_of(session: Session, state: BranchState, ticket: Ticket) -> TicketView:
 
 
 _TICKETS = TicketRow.__table__.c
+# The times come back as the driver hands them (SQLite: ISO text; PostgreSQL: a
+# naive datetime, as stored), without the column type's per-value conversion:
+# only their difference is wanted.
 _RECENT_COMPLETIONS = (
-    select(_TICKETS.started_at, _TICKETS.finished_at)
+    select(type_coerce(_TICKETS.started_at, String), type_coerce(_TICKETS.finished_at, String))
     .where(
         _TICKETS.branch_id == bindparam("branch_id"),
         _TICKETS.service_id == bindparam("service_id"),
@@ -85,8 +88,12 @@ def median_service_time_s(
     """Median of the service's last completions that day, or the default when none."""
     params = {"branch_id": branch_id, "service_id": service_id, "day": day}
     rows = session.connection().execute(_RECENT_COMPLETIONS, params).all()
-    durations = [(done - start).total_seconds() for start, done in rows if start and done]
+    durations = [(_time(done) - _time(start)).total_seconds() for start, done in rows]
     return statistics.median(durations) if durations else DEFAULT_SERVICE_TIME_S
+
+
+def _time(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def open_counters(state: BranchState, service_id: str) -> int:
