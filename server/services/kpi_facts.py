@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -60,6 +61,11 @@ _TICKETS_PER_ROUND = 500
 # Log rows folded per transaction: a long backlog (a new installation's history)
 # is caught up in steps that each commit, instead of one transaction of hours.
 STEP_EVENTS = 20_000
+# The background catch-up folds in short steps and, after each, waits as long as
+# the step took: on SQLite it then holds the one write lock for tens of
+# milliseconds at a time and at most half of the time, so a busy branch's
+# requests never wait out a whole backlog behind it.
+BACKGROUND_STEP_EVENTS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +100,14 @@ _HISTORY = (
 _DROP_TICKET_FACTS = (
     delete(FACTS)
     .where(FACTS.c.ticket_id.in_(bindparam("ids", expanding=True)))
-    .returning(FACTS.c.local_day)
+    .returning(
+        FACTS.c.local_day,
+        FACTS.c.service_id,
+        FACTS.c.kind,
+        FACTS.c.value,
+        FACTS.c.hour_start,
+        FACTS.c.no_show,
+    )
 )
 _payload = QueueEvent.payload
 # The fields of the counter events the pause fold reads, taken out of the payloads
@@ -141,25 +154,35 @@ def catch_up(
     *,
     wait: bool = True,
     stop: threading.Event | None = None,
+    background: bool = False,
 ) -> int | None:
     """Fold the branch's events after its mark into its facts; the number of log rows read.
 
     With ``wait=False`` a branch another process is catching up is left to it
     (answers ``None``); otherwise this waits for that one and then does the rest.
-    A set ``stop`` ends it after the step under way.
+    A set ``stop`` ends it after the step under way. ``background`` takes short
+    steps with pauses between them (:data:`BACKGROUND_STEP_EVENTS`).
     """
+    size = BACKGROUND_STEP_EVENTS if background else STEP_EVENTS
     folded = 0
     while True:
+        started = time.monotonic()
         with session_scope(factory) as session:
-            step = _catch_up_step(session, branch, wait=wait)
+            step = _catch_up_step(session, branch, wait=wait, size=size)
         if step is None:
             return None if folded == 0 else folded
         folded += step
-        if step < STEP_EVENTS or (stop is not None and stop.is_set()):
+        if step < size or (stop is not None and stop.is_set()):
             return folded
+        if background:
+            pause = time.monotonic() - started
+            if stop is None:
+                time.sleep(pause)
+            elif stop.wait(pause):
+                return folded
 
 
-def _catch_up_step(session: Session, branch: BranchRef, *, wait: bool) -> int | None:
+def _catch_up_step(session: Session, branch: BranchRef, *, wait: bool, size: int) -> int | None:
     mark = _hold_mark(session, branch, wait=wait)
     if mark is None:
         return None
@@ -169,7 +192,7 @@ def _catch_up_step(session: Session, branch: BranchRef, *, wait: bool) -> int | 
             session.execute(delete(table).where(table.c.branch_id == branch.branch_id))
         through = 0
     rows = session.execute(
-        _AFTER_MARK, {"branch_id": branch.branch_id, "after": through, "step": STEP_EVENTS}
+        _AFTER_MARK, {"branch_id": branch.branch_id, "after": through, "step": size}
     ).all()
     if rows:
         last = int(rows[-1][0])
@@ -209,17 +232,20 @@ def rewrite_tickets(
     through: int,
 ) -> None:
     """Replace the facts of ``tickets`` by those of their accepted events up to ``through``,
-    and count the summaries of the days they had or have facts on again."""
-    days: set[date] = set()
+    and change the day summaries by what was removed and added."""
+    removed: list[Sequence[Any]] = []
+    added: list[Sequence[Any]] = []
     for start in range(0, len(tickets), _TICKETS_PER_ROUND):
         chunk = list(tickets[start : start + _TICKETS_PER_ROUND])
         params = {"ids": chunk, "branch_id": branch.branch_id, "through": through}
         history = list(_parsed(p for (p,) in session.execute(_HISTORY, params)))
-        days.update(session.execute(_DROP_TICKET_FACTS, {"ids": chunk}).scalars())
+        removed += session.execute(_DROP_TICKET_FACTS, {"ids": chunk}).all()
         rows = fact_rows(history, branch.time_zone)
-        days.update(r.local_day for r in rows)
+        added += [
+            (r.local_day, r.service_id, r.kind, r.value, r.hour_start, r.no_show) for r in rows
+        ]
         insert_facts(session, branch.tenant_id, branch.branch_id, rows)
-    kpi_summaries.refresh_days(session, branch.tenant_id, branch.branch_id, days)
+    kpi_summaries.apply_changes(session, branch.tenant_id, branch.branch_id, removed, added)
 
 
 def write_facts(
@@ -364,7 +390,7 @@ def catch_up_stale(factory: sessionmaker[Session], stop: threading.Event | None 
     for branch in branches:
         if stop is not None and stop.is_set():
             break
-        folded += catch_up(factory, branch, wait=False, stop=stop) or 0
+        folded += catch_up(factory, branch, wait=False, stop=stop, background=True) or 0
     return folded
 
 

@@ -16,6 +16,7 @@ from core.events import parse_event
 from core.kpi import pauses
 from core.kpi_rows import fact_rows
 from core.permissions import BRANCH_MANAGER, STAFF
+from server.db import session_scope
 from server.models import Branch, BranchSequence, KpiFact, KpiFactMark, KpiPause, QueueEvent
 from server.services import kpi_facts, kpi_summaries, queue, tenants
 from server.services.branches import create_service
@@ -309,6 +310,60 @@ def test_only_branches_behind_their_log_are_caught_up(desk: Desk) -> None:
     desk.issue()
     assert catch_up_behind(world.factory, uuid.uuid4(), both) == 0
     assert catch_up_behind(world.factory, world.tenant_id, both) == 1
+
+
+def test_the_background_catch_up_takes_short_steps_and_stops_when_told(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each background step folds at most BACKGROUND_STEP_EVENTS log rows in its own
+    transaction; a stop set during a round ends it after the step under way, and
+    the next round picks up from the mark."""
+    monkeypatch.setattr(kpi_facts, "BACKGROUND_STEP_EVENTS", 2)
+    stop = threading.Event()
+    steps: list[int | None] = []
+    real_step = kpi_facts._catch_up_step
+
+    def step(session: Any, branch: Any, *, wait: bool, size: int) -> int | None:
+        folded = real_step(session, branch, wait=wait, size=size)
+        steps.append(folded)
+        if len(steps) == 2:
+            stop.set()
+        return folded
+
+    monkeypatch.setattr(kpi_facts, "_catch_up_step", step)
+    desk.ok(f"/counters/{desk.c1}/open")
+    _serve(desk, desk.issue())
+    desk.issue()
+    with session_scope(desk.world.factory) as session:
+        logged = len(session.scalars(select(QueueEvent.server_seq)).all())
+    assert logged > 4
+    assert kpi_facts.catch_up_stale(desk.world.factory, stop) == 4
+    assert steps == [2, 2]
+    assert kpi_facts.catch_up_stale(desk.world.factory) == logged - 4
+    assert all(n is not None and n <= 2 for n in steps)
+    _facts_equal_the_log(desk, _zone(desk))
+
+
+def test_a_summary_that_does_not_hold_what_a_catch_up_removes_is_counted_again(
+    desk: Desk,
+) -> None:
+    """Catch-ups change the summaries by difference; a stored row that cannot hold
+    the facts removed (here: its waits lost, its counts zeroed) is recounted from the
+    facts rather than left wrong or driven negative."""
+    desk.ok(f"/counters/{desk.c1}/open")
+    first = desk.issue()
+    desk.issue()
+    _serve(desk, first)
+    _branch_report(desk)  # caught up: the summary holds the first ticket's wait
+    table = kpi_summaries.SUMMARIES
+    broken = dict.fromkeys(kpi_summaries.COUNTS, 0) | {"waits": b""}
+    with desk.world.session() as s:
+        s.execute(update(table).where(table.c.branch_id == desk.world.branch_id).values(broken))
+        s.commit()
+    desk.ok(f"/counters/{desk.c1}/call-next")  # rewrites the second ticket's facts
+    kpis = _branch_report(desk)["groups"][0]["kpis"]
+    assert (kpis["issued"], kpis["called"], kpis["served"]) == (2, 2, 1)
+    _facts_equal_the_log(desk, _zone(desk))
 
 
 def test_pauses_open_across_catch_up_steps_are_carried_on(
