@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server.api.problems import Problem
 from server.config import Settings
-from server.db import session_scope
+from server.db import DriverQuery, session_scope
 from server.models import ApiKey, RevokedToken, Tenant, User
 from server.security.api_keys import API_KEY_PREFIX, ApiKeyFormatError, parse_api_key
 from server.security.signing_keys import KeyRing
@@ -129,7 +129,7 @@ def _active_user(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> 
 # Everything a bearer token's validity depends on, in one round trip: this runs
 # on every request, so it reads two values rather than three ORM entities.
 _USERS, _TENANTS, _REVOKED = User.__table__, Tenant.__table__, RevokedToken.__table__
-_TOKEN_HOLDER: Final = (
+_TOKEN_HOLDER: Final = DriverQuery(
     select(
         _USERS.c.token_version,
         select(_REVOKED.c.jti).where(_REVOKED.c.jti == bindparam("jti")).exists(),
@@ -147,11 +147,8 @@ _TOKEN_HOLDER: Final = (
 def _token_version(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, jti: str) -> int:
     """The active user's token version; 401 for an unknown or disabled user or tenant,
     or a revoked token."""
-    found = (
-        session.connection()
-        .execute(_TOKEN_HOLDER, {"user_id": user_id, "tenant_id": tenant_id, "jti": jti})
-        .first()
-    )
+    params = {"user_id": user_id, "tenant_id": tenant_id, "jti": jti}
+    found = _TOKEN_HOLDER.first(session.connection(), params)
     if found is None or found[1]:
         raise unauthenticated()
     return int(found[0])

@@ -37,6 +37,7 @@ from core.values import Channel, Outcome, PriorityClass, TransferPosition
 from server.api.deps import Principal
 from server.api.params import UtcInstant
 from server.api.problems import Problem
+from server.db import DriverQuery, as_uuid_value
 from server.models import Counter
 from server.services import audit, queue
 from server.services.errors import NotFound
@@ -151,25 +152,26 @@ def not_found_is_404() -> Iterator[None]:
 
 
 def ticket_branch(session: Session, principal: Principal, ticket_id: uuid.UUID) -> uuid.UUID:
-    params = {"ticket_id": ticket_id, "tenant_id": principal.tenant_id}
-    branch_id: uuid.UUID | None = session.connection().scalar(queue.TICKET_BRANCH, params)
+    branch_id = queue.ticket_branch_id(session, principal.tenant_id, ticket_id)
     if branch_id is None:
         raise Problem(404, f"There is no ticket {ticket_id}")
     return branch_id
 
 
 _COUNTERS = Counter.__table__.c
-_COUNTER_BRANCH = select(_COUNTERS.branch_id).where(
-    _COUNTERS.id == bindparam("counter_id"), _COUNTERS.tenant_id == bindparam("tenant_id")
+_COUNTER_BRANCH = DriverQuery(
+    select(_COUNTERS.branch_id).where(
+        _COUNTERS.id == bindparam("counter_id"), _COUNTERS.tenant_id == bindparam("tenant_id")
+    )
 )
 
 
 def counter_branch(session: Session, principal: Principal, counter_id: uuid.UUID) -> uuid.UUID:
     params = {"counter_id": counter_id, "tenant_id": principal.tenant_id}
-    branch_id: uuid.UUID | None = session.connection().scalar(_COUNTER_BRANCH, params)
-    if branch_id is None:
+    row = _COUNTER_BRANCH.first(session.connection(), params)
+    if row is None:
         raise Problem(404, f"There is no counter {counter_id}")
-    return branch_id
+    return as_uuid_value(row[0])
 
 
 def authorize(

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.state import TicketStatus
 from core.values import Channel
+from server.db import DriverQuery
 from server.models.base import (
     Base,
     JSONType,
@@ -161,7 +162,7 @@ class NumberLease(Base):
 
 
 _SEQUENCES = BranchSequence.__table__.c
-_BUMP_SEQ = (
+_BUMP_SEQ = DriverQuery(
     update(BranchSequence.__table__)
     .where(_SEQUENCES.branch_id == bindparam("of_branch"))
     .values(last_server_seq=_SEQUENCES.last_server_seq + bindparam("count"))
@@ -180,8 +181,8 @@ def allocate_server_seqs(session: Session, branch_id: uuid.UUID, count: int = 1)
         raise ValueError("count must be at least 1")
     connection = session.connection()
     params = {"of_branch": branch_id, "count": count}
-    last = connection.execute(_BUMP_SEQ, params).scalar_one_or_none()
-    if last is None:  # the branch's first event: create the row (a concurrent first is fine)
+    bumped = _BUMP_SEQ.first(connection, params)
+    if bumped is None:  # the branch's first event: create the row (a concurrent first is fine)
         dialect = session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         session.execute(
@@ -189,5 +190,7 @@ def allocate_server_seqs(session: Session, branch_id: uuid.UUID, count: int = 1)
             .values(branch_id=branch_id, last_server_seq=0)
             .on_conflict_do_nothing(index_elements=["branch_id"])
         )
-        last = connection.execute(_BUMP_SEQ, params).scalar_one()
+        bumped = _BUMP_SEQ.first(connection, params)
+        assert bumped is not None
+    last = int(bumped[0])
     return range(last - count + 1, last + 1)

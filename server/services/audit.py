@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidValue
+from server.db import DriverQuery
 from server.models import AuditLog, Tenant, utc_now
 from server.security._clock import require_aware
 from server.security.audit_chain import (
@@ -109,7 +110,7 @@ def _text(value: str | None, max_len: int) -> str | None:
 
 
 _ROWS = AuditLog.__table__.c
-_LAST_ROW = (
+_LAST_ROW = DriverQuery(
     select(_ROWS.seq, _ROWS.row_hash)
     .where(_ROWS.tenant_id == bindparam("tenant_id"))
     .order_by(_ROWS.seq.desc())
@@ -148,8 +149,8 @@ def record(
     when = require_aware(at, "at") if at is not None else utc_now()
     _lock_tenant_chain(session, tenant_id)
     connection = session.connection()
-    last = connection.execute(_LAST_ROW, {"tenant_id": tenant_id}).first()
-    seq, prev_hash = (1, GENESIS_HASH) if last is None else (last.seq + 1, last.row_hash)
+    last = _LAST_ROW.first(connection, {"tenant_id": tenant_id})
+    seq, prev_hash = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
     audit_record = AuditRecord(
         tenant_id=str(tenant_id),
         seq=seq,

@@ -25,6 +25,7 @@ from core.events import Customer, EventBase, TicketIssued
 from core.machine import apply, decide
 from core.state import BranchState, ServiceConfig
 from core.values import BusinessDay, Channel, PriorityClass
+from server.db import DriverQuery, as_uuid_value
 from server.models import (
     Device,
     NumberLease,
@@ -164,9 +165,7 @@ def ticket_view(
     except NotFoundInTenant:
         raise TicketNotFound(f"There is no ticket {ticket_id!r}") from None
     if branch_id is None:
-        branch_id = session.connection().scalar(
-            TICKET_BRANCH, {"ticket_id": tid, "tenant_id": as_uuid(tenant_id, "tenant")}
-        )
+        branch_id = ticket_branch_id(session, as_uuid(tenant_id, "tenant"), tid)
     if branch_id is None:
         raise TicketNotFound(f"There is no ticket {tid}")
     with (states or BRANCH_STATES).use(session, tenant_id, branch_id) as lease:
@@ -228,10 +227,22 @@ def _record(
 
 
 _TICKETS = TicketRow.__table__.c
-TICKET_BRANCH = select(_TICKETS.branch_id).where(
-    _TICKETS.id == bindparam("ticket_id"), _TICKETS.tenant_id == bindparam("tenant_id")
+_TICKET_BRANCH = DriverQuery(
+    select(_TICKETS.branch_id).where(
+        _TICKETS.id == bindparam("ticket_id"), _TICKETS.tenant_id == bindparam("tenant_id")
+    )
 )
-"""The branch of a ticket of the tenant (params ``ticket_id``, ``tenant_id``)."""
+
+
+def ticket_branch_id(
+    session: Session, tenant_id: uuid.UUID, ticket_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The branch of a ticket of the tenant, or None."""
+    params = {"ticket_id": ticket_id, "tenant_id": tenant_id}
+    row = _TICKET_BRANCH.first(session.connection(), params)
+    return None if row is None else as_uuid_value(row[0])
+
+
 _DEVICES = Device.__table__.c
 _DEVICE = select(_DEVICES.id).where(
     _DEVICES.id == bindparam("device_id"),

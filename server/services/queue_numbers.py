@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from core.numbering import NumberBlock, next_block
 from core.values import TicketNumber
+from server.db import DriverQuery
 from server.models import NumberLease
 from server.services.queue_state import BranchLease
 
@@ -29,7 +30,7 @@ _OF_DAY = (
 )
 # The service's own blocks that still hold numbers at or after the hint: after a
 # busy day the day has dozens of leases, and nearly every issue needs one of them.
-_OWN_AHEAD = (
+_OWN_AHEAD = DriverQuery(
     select(_NUMBER_LEASES.first, _NUMBER_LEASES.last)
     .where(*_OF_DAY, _NUMBER_LEASES.device_id.is_(None), _NUMBER_LEASES.last >= bindparam("start"))
     .order_by(_NUMBER_LEASES.first)
@@ -45,7 +46,7 @@ def next_server_number(
     issued = lease.state.numbers
     start = lease.hints.get((prefix, day), 1)
     params = {"branch_id": lease.branch.id, "prefix": prefix, "day": day, "start": start}
-    for first, last in connection.execute(_OWN_AHEAD, params):
+    for first, last in _OWN_AHEAD.rows(connection, params):
         for candidate in range(max(first, start), last + 1):
             if (day, str(TicketNumber(prefix, candidate))) not in issued:
                 lease.hints[(prefix, day)] = candidate

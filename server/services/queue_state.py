@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from core.events import parse_event
 from core.machine import apply
 from core.state import BranchState, CounterConfig, ServiceConfig
+from server.db import DriverQuery, as_uuid_value
 from server.models import Branch, BranchSequence, Counter, QueueEvent, Service
 from server.services.errors import NotFound
 
@@ -118,14 +119,16 @@ class BranchInfo:
 # The statements of the queue paths are built once, on table columns: building
 # and caching an ORM statement on every request cost more than running it.
 _BRANCHES = Branch.__table__.c
-_BRANCH = select(
-    _BRANCHES.id, _BRANCHES.tenant_id, _BRANCHES.name, _BRANCHES.time_zone, _BRANCHES.day_starts_at
-).where(_BRANCHES.id == bindparam("branch_id"))
+_BRANCH = DriverQuery(
+    select(_BRANCHES.tenant_id, _BRANCHES.name, _BRANCHES.time_zone, _BRANCHES.day_starts_at).where(
+        _BRANCHES.id == bindparam("branch_id")
+    )
+)
 _SERVICES = Service.__table__.c
 # Ids and the work profile come back as the driver hands them (no result
 # processing): they are compared with the last read, and only turned into a
 # BranchConfig when they differ.
-_CONFIG_SERVICES = (
+_CONFIG_SERVICES = DriverQuery(
     select(
         type_coerce(_SERVICES.id, String),
         _SERVICES.code,
@@ -137,7 +140,7 @@ _CONFIG_SERVICES = (
     .order_by(_SERVICES.id)
 )
 _COUNTERS = Counter.__table__.c
-_CONFIG_COUNTERS = (
+_CONFIG_COUNTERS = DriverQuery(
     select(
         type_coerce(_COUNTERS.id, String),
         _COUNTERS.name,
@@ -147,7 +150,7 @@ _CONFIG_COUNTERS = (
     .order_by(_COUNTERS.id)
 )
 _EVENTS = QueueEvent.__table__.c
-_LOG = (
+_LOG = DriverQuery(
     select(_EVENTS.id, _EVENTS.server_seq, _EVENTS.payload)
     .where(
         _EVENTS.branch_id == bindparam("branch_id"),
@@ -172,10 +175,12 @@ def find_branch(session: Session, tenant_id: IdLike, branch_id: IdLike) -> Branc
         memo = session.info[_REFS] = (transaction, {})
     branch = memo[1].get(bid)
     if branch is None:
-        row = connection.execute(_BRANCH, {"branch_id": bid}).first()
+        row = _BRANCH.first(connection, {"branch_id": bid})
         if row is None:
             raise NotFoundInTenant(f"There is no branch {bid}")
-        branch = memo[1][bid] = BranchInfo(*row)
+        tenant, name, time_zone, day_starts_at = row
+        branch = BranchInfo(bid, as_uuid_value(tenant), name, time_zone, day_starts_at)
+        memo[1][bid] = branch
     if branch.tenant_id != tid:
         raise NotFoundInTenant(f"There is no branch {bid}")
     return branch
@@ -196,8 +201,8 @@ def read_config(session: Session, branch: BranchInfo) -> BranchConfig:
     raw: _RawConfig = (
         branch.time_zone,
         branch.day_starts_at,
-        tuple(map(tuple, connection.execute(_CONFIG_SERVICES, params).all())),
-        tuple(map(tuple, connection.execute(_CONFIG_COUNTERS, params).all())),
+        tuple(map(tuple, _CONFIG_SERVICES.rows(connection, params))),
+        tuple(map(tuple, _CONFIG_COUNTERS.rows(connection, params))),
     )
     known = _CONFIGS.get(branch.id)
     if known is not None and known[0] == raw:
@@ -412,7 +417,7 @@ def _checkout(
     return lease
 
 
-_Row = tuple[uuid.UUID, int, dict[str, Any]]
+_Row = tuple[uuid.UUID, int, Any]  # the payload: a dict, or its JSON text (SQLite)
 
 
 def _log_from(
@@ -420,8 +425,8 @@ def _log_from(
 ) -> Iterator[_Row]:
     """The branch's accepted events after (or from) ``server_seq``, in order."""
     start = server_seq if inclusive else server_seq + 1
-    rows = session.connection().execute(_LOG, {"branch_id": branch_id, "from_seq": start})
-    return ((event_id, seq, payload) for event_id, seq, payload in rows)
+    rows = _LOG.rows(session.connection(), {"branch_id": branch_id, "from_seq": start})
+    return ((as_uuid_value(event_id), seq, payload) for event_id, seq, payload in rows)
 
 
 def _fold(lease: BranchLease, entry: _Entry | None, rows: Iterator[_Row]) -> None:

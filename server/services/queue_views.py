@@ -20,6 +20,7 @@ from sqlalchemy import String, bindparam, select, type_coerce
 from sqlalchemy.orm import Session
 
 from core.state import BranchState, CounterStatus, Ticket, TicketStatus
+from server.db import DriverQuery
 from server.models import Ticket as TicketRow
 
 DEFAULT_SERVICE_TIME_S = 300
@@ -67,7 +68,7 @@ _TICKETS = TicketRow.__table__.c
 # The times come back as the driver hands them (SQLite: ISO text; PostgreSQL: a
 # naive datetime, as stored), without the column type's per-value conversion:
 # only their difference is wanted.
-_RECENT_COMPLETIONS = (
+_RECENT_COMPLETIONS = DriverQuery(
     select(type_coerce(_TICKETS.started_at, String), type_coerce(_TICKETS.finished_at, String))
     .where(
         _TICKETS.branch_id == bindparam("branch_id"),
@@ -87,7 +88,7 @@ def median_service_time_s(
 ) -> float:
     """Median of the service's last completions that day, or the default when none."""
     params = {"branch_id": branch_id, "service_id": service_id, "day": day}
-    rows = session.connection().execute(_RECENT_COMPLETIONS, params).all()
+    rows = _RECENT_COMPLETIONS.rows(session.connection(), params)
     durations = [(_time(done) - _time(start)).total_seconds() for start, done in rows]
     return statistics.median(durations) if durations else DEFAULT_SERVICE_TIME_S
 

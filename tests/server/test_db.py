@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import threading
 import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, bindparam, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,12 +16,14 @@ from server import db as db_module
 from server.config import Settings, get_settings
 from server.db import (
     DatabaseUrlError,
+    DriverQuery,
+    as_uuid_value,
     make_engine,
     make_session_factory,
     parse_database_url,
     session_scope,
 )
-from server.models import Branch, Tenant, allocate_server_seqs
+from server.models import Branch, NumberLease, Tenant, allocate_server_seqs
 
 
 def _add_branch(factory: sessionmaker[Session]) -> uuid.UUID:
@@ -271,3 +274,59 @@ def test_settings_are_read_from_the_environment_once(monkeypatch: pytest.MonkeyP
     assert settings.database_url == "postgresql+psycopg://u@h/db"
     assert settings.access_token_ttl_s == 300
     assert get_settings() is settings
+
+
+# --- statements run on the driver ----------------------------------------------
+
+
+def test_driver_queries_bind_and_answer_as_sqlalchemy_does(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """UUID, date, boolean and literal parameters mean the same on the driver's
+    cursor as through SQLAlchemy, on both backends; UUIDs read back through
+    as_uuid_value are the same UUIDs."""
+    branch_id = _add_branch(session_factory)
+    day = datetime.date(2026, 3, 2)
+    with session_scope(session_factory) as session:
+        tenant_id = session.scalars(select(Branch.tenant_id).where(Branch.id == branch_id)).one()
+        for first, on in ((1, day), (51, day), (1, day + datetime.timedelta(days=1))):
+            common = {"tenant_id": tenant_id, "branch_id": branch_id, "business_day": on}
+            session.add(NumberLease(**common, prefix="A", first=first, last=first + 49))
+    leases = NumberLease.__table__.c
+    tenants = Tenant.__table__.c
+    statement = (
+        select(leases.branch_id, leases.first, leases.last)
+        .join_from(NumberLease.__table__, Tenant.__table__, tenants.id == leases.tenant_id)
+        .where(
+            leases.branch_id == bindparam("branch_id"),
+            leases.business_day == bindparam("day"),
+            leases.last >= bindparam("start"),
+            tenants.disabled == bindparam("disabled"),
+            leases.prefix == "A",
+        )
+        .order_by(leases.first)
+        .limit(5)
+    )
+    query = DriverQuery(statement)
+    params = {"branch_id": branch_id, "day": day, "start": 50, "disabled": False}
+    with session_scope(session_factory) as session:
+        connection = session.connection()
+        through_sqlalchemy = [tuple(r) for r in connection.execute(statement, params)]
+        on_the_driver = [
+            (as_uuid_value(b), f, last) for b, f, last in query.rows(connection, params)
+        ]
+        assert query.first(connection, params | {"day": day + datetime.timedelta(days=2)}) is None
+    assert through_sqlalchemy == [(branch_id, 1, 50), (branch_id, 51, 100)]
+    assert on_the_driver == through_sqlalchemy
+
+
+def test_driver_queries_refuse_statements_whose_text_depends_on_the_parameters(
+    session_factory: sessionmaker[Session],
+) -> None:
+    query = DriverQuery(select(Branch.id).where(Branch.id.in_(bindparam("ids", expanding=True))))
+    with session_scope(session_factory) as session:
+        connection = session.connection()
+        if connection.dialect.name != "sqlite":
+            pytest.skip("other backends run every statement through SQLAlchemy")
+        with pytest.raises(ValueError, match="known up front"):
+            query.rows(connection, {"ids": [uuid.uuid4()]})
