@@ -8,13 +8,14 @@ PostgreSQL through psycopg 3 (the system of record when scaled out).
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +264,8 @@ class DriverQuery:
     a third of a queue request, whose path runs a dozen small statements. On
     SQLite the statements of that path skip it: compiled once, their parameters
     converted as the column types would (UUIDs to 32 hex digits, dates to ISO
-    text, booleans to 0 and 1), run on the transaction's own driver connection.
+    text, aware times to naive UTC text, booleans to 0 and 1, dicts and lists to
+    JSON text), run on the transaction's own driver connection.
 
     Rows come back as the driver hands them (SQLite: UUIDs as hex text, JSON as
     text), so callers read them through :func:`as_uuid_value` and the like.
@@ -286,6 +288,18 @@ class DriverQuery:
         assert driver is not None
         return driver.execute(sql, args).fetchall()
 
+    def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run the statement once per parameter set (a write without RETURNING)."""
+        if connection.dialect.name != "sqlite":
+            connection.execute(self.statement, [dict(r) for r in rows])
+            return
+        sql, names, defaults = self._compiled or self._compile(connection)
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.executemany(
+            sql, [[_sqlite_value(r[n] if n in r else defaults[n]) for n in names] for r in rows]
+        )
+
     def first(self, connection: Connection, params: Mapping[str, Any]) -> Any | None:
         found = self.rows(connection, params)
         return found[0] if found else None
@@ -305,10 +319,15 @@ def _sqlite_value(value: Any) -> Any:
         return value.hex
     if isinstance(value, bool):
         return int(value)
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value.isoformat()
     if isinstance(value, datetime):
-        raise TypeError("DriverQuery does not bind datetimes; use SQLAlchemy for those")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: pass an aware one")
+        # SQLAlchemy's storage format for SQLite DATETIME, in UTC as UTCDateTime keeps it.
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value)
     return value
 
 

@@ -116,7 +116,14 @@ _LAST_ROW = DriverQuery(
     .order_by(_ROWS.seq.desc())
     .limit(1)
 )
-_INSERT_ROW = insert(AuditLog.__table__).returning(_ROWS.id)
+_WRITTEN = ("tenant_id", "seq", "at", "actor_type", "actor_id", "source_ip", "user_agent")
+_WRITTEN += ("action", "object_type", "object_id", "result", "reason", "details")
+_WRITTEN += ("prev_hash", "row_hash")
+_INSERT_ROW = DriverQuery(
+    insert(AuditLog.__table__)
+    .values({name: bindparam(name) for name in _WRITTEN})
+    .returning(_ROWS.id)
+)
 
 
 def record(
@@ -186,8 +193,9 @@ def record(
     }
     # A Core insert: written at once, so the next record() in this transaction sees
     # it as the last row, without the unit of work's bookkeeping on every request.
-    row_id = connection.execute(_INSERT_ROW, values).scalar_one()
-    return Recorded(row_id, seq, stored.row_hash)
+    inserted = _INSERT_ROW.first(connection, values)
+    assert inserted is not None
+    return Recorded(int(inserted[0]), seq, stored.row_hash)
 
 
 def record_as(

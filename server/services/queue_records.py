@@ -18,6 +18,7 @@ from core.errors import DomainError
 from core.events import EventBase, TicketIssued, event_to_dict
 from core.state import BranchState
 from core.state import Ticket as CoreTicket
+from server.db import DriverQuery
 from server.models import QueueEvent, Ticket, utc_now
 from server.services.sync_hub import mark_appended
 
@@ -56,6 +57,7 @@ def write_events(
     if not rows:
         return
     values: list[dict[str, Any]] = []
+    received_at = utc_now()
     for row in rows:
         event = row.event
         with_device = row.device_id is not None and event.device_seq is not None
@@ -74,6 +76,7 @@ def write_events(
                 "type": type(event).model_fields["type"].default,
                 "ticket_id": ticket_id,
                 "occurred_at": event.occurred_at,
+                "received_at": received_at,
                 "actor_user_id": row.actor_user_id,
                 "payload": event_to_dict(event),
                 "status": "rejected" if row.reason is not None else "accepted",
@@ -81,7 +84,7 @@ def write_events(
             }
         )
     # The table, not the entity: a plain executemany, without the ORM's bulk machinery.
-    session.connection().execute(_INSERT_EVENT, values)
+    _INSERT_EVENT.execute_many(session.connection(), values)
     if any(row.server_seq is not None for row in rows):
         mark_appended(session, branch_id)  # wakes live sync streams after the commit
 
@@ -113,12 +116,17 @@ def write_tickets(
             {"ticket_id": uuid.UUID(tid), **_changing(state.tickets[tid]), "updated_at": now}
             for tid in touched
         ]
-        session.connection().execute(_UPDATE_TICKET, changes)  # one executemany for the batch
+        _UPDATE_TICKET.execute_many(session.connection(), changes)
 
 
-_INSERT_EVENT = insert(QueueEvent.__table__)
+_EVENT_COLUMNS = ("id", "tenant_id", "branch_id", "server_seq", "device_id", "device_seq")
+_EVENT_COLUMNS += ("type", "ticket_id", "occurred_at", "received_at", "actor_user_id")
+_EVENT_COLUMNS += ("payload", "status", "reason")
+_INSERT_EVENT = DriverQuery(
+    insert(QueueEvent.__table__).values({name: bindparam(name) for name in _EVENT_COLUMNS})
+)
 _INSERT_TICKET = insert(Ticket.__table__)
-_UPDATE_TICKET = (
+_UPDATE_TICKET = DriverQuery(
     update(Ticket.__table__)
     .where(Ticket.__table__.c.id == bindparam("ticket_id"))
     .values(

@@ -23,7 +23,7 @@ from server.db import (
     parse_database_url,
     session_scope,
 )
-from server.models import Branch, NumberLease, Tenant, allocate_server_seqs
+from server.models import AuditLog, Branch, NumberLease, Tenant, allocate_server_seqs
 
 
 def _add_branch(factory: sessionmaker[Session]) -> uuid.UUID:
@@ -318,6 +318,44 @@ def test_driver_queries_bind_and_answer_as_sqlalchemy_does(
         assert query.first(connection, params | {"day": day + datetime.timedelta(days=2)}) is None
     assert through_sqlalchemy == [(branch_id, 1, 50), (branch_id, 51, 100)]
     assert on_the_driver == through_sqlalchemy
+
+
+def test_driver_query_writes_read_back_as_sqlalchemy_wrote_them(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Aware times of any zone are stored as the same UTC instant and JSON as JSON, in
+    the format SQLAlchemy itself writes (so ordering and comparisons in SQL agree)."""
+    branch_id = _add_branch(session_factory)
+    with session_scope(session_factory) as session:
+        tenant_id = session.scalars(select(Branch.tenant_id).where(Branch.id == branch_id)).one()
+    names = ("tenant_id", "seq", "at", "actor_type", "action", "result", "details")
+    names += ("prev_hash", "row_hash")
+    table = AuditLog.__table__
+    write = DriverQuery(table.insert().values({n: bindparam(n) for n in names}))
+    berlin = datetime.timezone(datetime.timedelta(hours=1))
+    at = datetime.datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=berlin)
+    common = {"tenant_id": tenant_id, "actor_type": "system", "action": "test"}
+    common |= {"result": "success", "prev_hash": "p", "row_hash": "r"}
+    rows = [
+        {**common, "seq": 1, "at": at, "details": {"a": [1, "x"], "b": None}},
+        {**common, "seq": 2, "at": at + datetime.timedelta(seconds=1), "details": {}},
+    ]
+    with session_scope(session_factory) as session:
+        write.execute_many(session.connection(), rows)
+        session.add(AuditLog(**common, seq=3, at=at, details={"c": 1}))  # SQLAlchemy's own
+    with session_scope(session_factory) as session:
+        stored = session.execute(
+            select(AuditLog.seq, AuditLog.at, AuditLog.details)
+            .where(AuditLog.tenant_id == tenant_id, AuditLog.at <= at)
+            .order_by(AuditLog.seq)
+        ).all()
+        if session.get_bind().dialect.name == "sqlite":
+            with pytest.raises(ValueError, match="naive"):
+                write.execute_many(
+                    session.connection(), [{**rows[0], "at": at.replace(tzinfo=None)}]
+                )
+    assert [tuple(r) for r in stored] == [(1, at, {"a": [1, "x"], "b": None}), (3, at, {"c": 1})]
+    assert stored[0][1].tzinfo is not None
 
 
 def test_driver_queries_refuse_statements_whose_text_depends_on_the_parameters(
