@@ -8,14 +8,13 @@ PostgreSQL through psycopg 3 (the system of record when scaled out).
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -262,10 +261,11 @@ class DriverQuery:
     SQLAlchemy's work around each execution (the compiled-statement lookup,
     parameter processing, the result's set-up) cost about 0.1 ms a statement:
     a third of a queue request, whose path runs a dozen small statements. On
-    SQLite the statements of that path skip it: compiled once, their parameters
-    converted as the column types would (UUIDs to 32 hex digits, dates to ISO
-    text, aware times to naive UTC text, booleans to 0 and 1, dicts and lists to
-    JSON text), run on the transaction's own driver connection.
+    SQLite the statements of that path skip it: compiled once, with each
+    parameter's bind processor taken from its column type at compile time (so
+    values are stored exactly as SQLAlchemy stores them: UUIDs as 32 hex digits,
+    aware times as naive UTC text, JSON as text), run on the transaction's own
+    driver connection.
 
     Rows come back as the driver hands them (SQLite: UUIDs as hex text, JSON as
     text), so callers read them through :func:`as_uuid_value` and the like.
@@ -276,59 +276,63 @@ class DriverQuery:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._compiled: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
+        self._compiled: _Compiled | None = None
 
     def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Every row, as plain tuples (SQLite) or SQLAlchemy rows (others)."""
         if connection.dialect.name != "sqlite":
             return list(connection.execute(self.statement, dict(params)).all())
-        sql, names, defaults = self._compiled or self._compile(connection)
-        args = [_sqlite_value(params[n] if n in params else defaults[n]) for n in names]
+        compiled = self._compiled or self._compile(connection)
         driver = connection.connection.driver_connection
         assert driver is not None
-        return driver.execute(sql, args).fetchall()
+        return driver.execute(compiled.sql, compiled.args(params)).fetchall()
 
     def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run the statement once per parameter set (a write without RETURNING)."""
         if connection.dialect.name != "sqlite":
             connection.execute(self.statement, [dict(r) for r in rows])
             return
-        sql, names, defaults = self._compiled or self._compile(connection)
+        compiled = self._compiled or self._compile(connection)
         driver = connection.connection.driver_connection
         assert driver is not None
-        driver.executemany(
-            sql, [[_sqlite_value(r[n] if n in r else defaults[n]) for n in names] for r in rows]
-        )
+        driver.executemany(compiled.sql, [compiled.args(r) for r in rows])
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> Any | None:
         found = self.rows(connection, params)
         return found[0] if found else None
 
-    def _compile(self, connection: Connection) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-        compiled = self.statement.compile(dialect=connection.dialect)
+    def _compile(self, connection: Connection) -> _Compiled:
+        dialect = connection.dialect
+        compiled = self.statement.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler)
         assert compiled.positiontup is not None  # SQLite's paramstyle is positional
         if "POSTCOMPILE" in compiled.string:  # expanding IN lists, literal-rendered binds
             raise ValueError("DriverQuery runs statements whose SQL text is known up front")
-        self._compiled = (compiled.string, tuple(compiled.positiontup), dict(compiled.params))
+        names = tuple(compiled.positiontup)
+        processors = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in names
+        )
+        self._compiled = _Compiled(compiled.string, names, dict(compiled.params), processors)
         return self._compiled
 
 
-def _sqlite_value(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
-        return value.hex
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()} refused: pass an aware one")
-        # SQLAlchemy's storage format for SQLite DATETIME, in UTC as UTCDateTime keeps it.
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return value
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A statement's SQL text with its positional parameters and their bind processors."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: dict[str, Any]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        defaults = self.defaults
+        return [
+            value if process is None else process(value)
+            for name, process in zip(self.names, self.processors, strict=True)
+            for value in (params[name] if name in params else defaults[name],)
+        ]
 
 
 def as_uuid_value(value: Any) -> uuid.UUID:

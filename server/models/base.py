@@ -8,7 +8,7 @@ migration can drop or alter them by name.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -57,6 +57,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"naive datetime {value.isoformat()} refused: pass an aware one")
         return value.astimezone(UTC).replace(tzinfo=None)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        to_naive = self.process_bind_param
+
+        # SQLite's DATETIME text (SQLAlchemy's default storage format) straight from
+        # isoformat: the same text, without a format dict per value; the log and
+        # the projection write several times per event.
+        def process(value: datetime | None) -> str | None:
+            if isinstance(value, datetime) and value.tzinfo is UTC:  # the usual case
+                return value.isoformat(" ", "microseconds")[:26]  # without "+00:00"
+            naive = to_naive(value, dialect)
+            return None if naive is None else naive.isoformat(" ", "microseconds")
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core.errors import DomainError
 from core.events import EventBase, TicketIssued
 from core.machine import apply
+from server.db import DriverQuery
 from server.models import Device, QueueEvent, User, allocate_server_seqs
 from server.services.queue_records import EventRow, need_canonical_uuid, write_events, write_tickets
 from server.services.queue_state import (
@@ -128,6 +129,14 @@ def append_events(
 
 # -- helpers ---------------------------------------------------------------------
 
+_DEVICE_SEQS = DriverQuery(
+    select(QueueEvent.device_seq).where(
+        QueueEvent.device_id == bindparam("device_id"),
+        QueueEvent.device_seq >= bindparam("first"),
+        QueueEvent.device_seq <= bindparam("last"),
+    )
+)
+
 
 @dataclass(slots=True)
 class _Known:
@@ -176,23 +185,21 @@ class _Known:
                 )
             )
         }
-        pairs = [
-            (uuid.UUID(e.device_id), e.device_seq)
-            for e in events
-            if e.device_id in devices and e.device_seq is not None
-        ]
-        used: set[tuple[str | None, int | None]] = (
-            {
-                (str(d), s)
-                for d, s in session.execute(
-                    select(QueueEvent.device_id, QueueEvent.device_seq).where(
-                        tuple_(QueueEvent.device_id, QueueEvent.device_seq).in_(pairs)
-                    )
-                )
-            }
-            if pairs
-            else set()
-        )
+        # Each device's pushed seqs are contiguous: one range read per device (on
+        # its unique index) instead of an IN list of every (device, seq) pair.
+        spans: dict[str, tuple[int, int]] = {}
+        for e in events:
+            if e.device_id in devices and e.device_seq is not None:
+                first, last = spans.get(e.device_id, (e.device_seq, e.device_seq))
+                spans[e.device_id] = (min(first, e.device_seq), max(last, e.device_seq))
+        connection = session.connection()
+        used: set[tuple[str | None, int | None]] = {
+            (device, seq)
+            for device, (first, last) in spans.items()
+            for (seq,) in _DEVICE_SEQS.rows(
+                connection, {"device_id": uuid.UUID(device), "first": first, "last": last}
+            )
+        }
         return cls(stored, foreign, users, devices, used)
 
     def refusal(self, event: EventBase, lease: BranchLease) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
@@ -105,13 +106,13 @@ def write_tickets(
             issued[event.ticket_id] = None
         elif isinstance(ticket_id, str) and ticket_id not in issued:
             touched[ticket_id] = None
+    now = utc_now()
     if issued:
-        session.connection().execute(
-            _INSERT_TICKET,
-            [_new_row(tenant_id, branch_id, state.tickets[tid]) for tid in issued],
+        _INSERT_TICKET.execute_many(
+            session.connection(),
+            [_new_row(tenant_id, branch_id, state.tickets[tid], now) for tid in issued],
         )
     if touched:
-        now = utc_now()
         changes = [
             {"ticket_id": uuid.UUID(tid), **_changing(state.tickets[tid]), "updated_at": now}
             for tid in touched
@@ -125,7 +126,13 @@ _EVENT_COLUMNS += ("payload", "status", "reason")
 _INSERT_EVENT = DriverQuery(
     insert(QueueEvent.__table__).values({name: bindparam(name) for name in _EVENT_COLUMNS})
 )
-_INSERT_TICKET = insert(Ticket.__table__)
+_TICKET_COLUMNS = ("id", "tenant_id", "branch_id", "number", "business_day", "priority")
+_TICKET_COLUMNS += ("channel", "issued_at", "appointment_at", "customer_name", "customer_email")
+_TICKET_COLUMNS += ("customer_phone", "notes", "status", "service_id", "counter_id", "called_at")
+_TICKET_COLUMNS += ("started_at", "finished_at", "updated_at")
+_INSERT_TICKET = DriverQuery(
+    insert(Ticket.__table__).values({name: bindparam(name) for name in _TICKET_COLUMNS})
+)
 _UPDATE_TICKET = DriverQuery(
     update(Ticket.__table__)
     .where(Ticket.__table__.c.id == bindparam("ticket_id"))
@@ -158,7 +165,9 @@ def _changing(ticket: CoreTicket) -> dict[str, Any]:
     }
 
 
-def _new_row(tenant_id: uuid.UUID, branch_id: uuid.UUID, ticket: CoreTicket) -> dict[str, Any]:
+def _new_row(
+    tenant_id: uuid.UUID, branch_id: uuid.UUID, ticket: CoreTicket, now: datetime
+) -> dict[str, Any]:
     customer = ticket.customer
     return {
         "id": uuid.UUID(ticket.id),
@@ -175,4 +184,5 @@ def _new_row(tenant_id: uuid.UUID, branch_id: uuid.UUID, ticket: CoreTicket) -> 
         "customer_phone": customer.phone if customer else None,
         "notes": customer.notes if customer else None,
         **_changing(ticket),
+        "updated_at": now,
     }

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import DateTime, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -101,6 +102,30 @@ def test_utc_datetime_refuses_naive_and_non_datetime_values() -> None:
         column_type.process_bind_param(datetime(2026, 1, 1), None)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         column_type.process_bind_param("2026-01-01", None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=1))),
+        datetime(2026, 1, 1, tzinfo=UTC),  # no microseconds: still written with six digits
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 10, 25, 1, 30, tzinfo=timezone(timedelta(hours=-9, minutes=-30))),
+    ],
+)
+def test_utc_datetime_writes_sqlite_text_exactly_as_sqlalchemy_does(value: datetime) -> None:
+    """The fast SQLite bind processor keeps SQLAlchemy's DATETIME text, so rows written
+    either way sort and compare alike in SQL."""
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    theirs = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None
+    assert theirs is not None
+    assert ours(value) == theirs(value.astimezone(UTC).replace(tzinfo=None))
+    assert ours(None) is None
+    with pytest.raises(ValueError, match="naive"):
+        ours(value.replace(tzinfo=None))
 
 
 def test_naive_datetime_is_refused_by_the_database_layer(
