@@ -417,6 +417,59 @@ def test_pushed_events_are_accepted_rejected_or_recognised_as_duplicates(
     _projection_matches_state(desk)
 
 
+def test_a_device_seq_already_stored_or_taken_earlier_in_the_batch_is_refused(
+    desk: Desk,
+) -> None:
+    """A device's seq names one event: a new event reusing a stored one's (device, seq)
+    is rejected with the reason (never an integrity error), and so is the second of
+    two new events sharing one within a batch; seqs around them are untouched."""
+    seed = desk.seed
+    device = str(seed.device_id)
+
+    numbers = iter(range(900, 999))
+
+    def issued(seq: int) -> EventBase:
+        with session_scope(desk.factory) as s:
+            state = BranchStates().load(s, seed.tenant_id, seed.branch_id)
+        command = cmd.IssueTicket(
+            at=T0, service_id=seed.accounts, channel=Channel.WALK_IN,
+            number=TicketNumber("A", next(numbers)), ticket_id=str(uuid.uuid4()),
+        )  # fmt: skip
+        [event] = decide(state, command)
+        return event.model_copy(update={"device_id": device, "device_seq": seq})
+
+    def push(events: list[EventBase]) -> list[queue.AppendResult]:
+        with session_scope(desk.factory) as s:
+            return append_events(
+                s, tenant_id=seed.tenant_id, branch_id=seed.branch_id, events=events,
+                states=desk.states,
+            )  # fmt: skip
+
+    assert [r.status for r in push([issued(n) for n in (3, 4, 5)])] == ["accepted"] * 3
+    used = f"device_seq {{}} of device {device} is already used"
+    # Stored seqs at either end of a batch's span and inside it.
+    verdicts = [(r.status, r.reason) for r in push([issued(3), issued(6), issued(6)])]
+    assert verdicts == [
+        ("rejected", used.format(3)),
+        ("accepted", None),
+        ("rejected", used.format(6)),
+    ]
+    verdicts = [(r.status, r.reason) for r in push([issued(1), issued(4), issued(5)])]
+    assert verdicts == [
+        ("accepted", None),
+        ("rejected", used.format(4)),
+        ("rejected", used.format(5)),
+    ]
+    with session_scope(desk.factory) as s:
+        stored = s.execute(
+            select(QueueEvent.device_seq, func.count())
+            .where(QueueEvent.device_id == seed.device_id)
+            .group_by(QueueEvent.device_seq)
+        ).all()
+    assert sorted(stored) == [(1, 1), (3, 1), (4, 1), (5, 1), (6, 1)]
+    _projection_matches_state(desk)
+
+
 # -- the state cache -------------------------------------------------------------
 
 
