@@ -316,15 +316,26 @@ def test_the_background_catch_up_takes_short_steps_and_stops_when_told(
     desk: Desk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each background step folds at most BACKGROUND_STEP_EVENTS log rows in its own
-    transaction; a stop set during a round ends it after the step under way, and
-    the next round picks up from the mark."""
+    transaction and is followed by a pause BACKGROUND_PAUSE_FACTOR times as long;
+    a stop set during a round ends it after the step under way, and the next
+    round picks up from the mark."""
     monkeypatch.setattr(kpi_facts, "BACKGROUND_STEP_EVENTS", 2)
-    stop = threading.Event()
+
+    class Stop(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            pauses.append(timeout or 0.0)
+            return super().wait(timeout)
+
+    stop = Stop()
     steps: list[int | None] = []
+    took: list[float] = []
+    pauses: list[float] = []
     real_step = kpi_facts._catch_up_step
 
     def step(session: Any, branch: Any, *, wait: bool, size: int) -> int | None:
+        started = time.monotonic()
         folded = real_step(session, branch, wait=wait, size=size)
+        took.append(time.monotonic() - started)
         steps.append(folded)
         if len(steps) == 2:
             stop.set()
@@ -339,6 +350,8 @@ def test_the_background_catch_up_takes_short_steps_and_stops_when_told(
     assert logged > 4
     assert kpi_facts.catch_up_stale(desk.world.factory, stop) == 4
     assert steps == [2, 2]
+    assert len(pauses) == 1  # after the first step; the stop came during the second
+    assert pauses[0] >= kpi_facts.BACKGROUND_PAUSE_FACTOR * took[0] > 0
     assert kpi_facts.catch_up_stale(desk.world.factory) == logged - 4
     assert all(n is not None and n <= 2 for n in steps)
     _facts_equal_the_log(desk, _zone(desk))
