@@ -20,6 +20,7 @@ skips a branch someone else holds), on SQLite under the database's write lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -403,11 +404,20 @@ async def keep_facts_current(
     """Every ``interval_s``, catch up the stale branches in a worker thread, until ``stop``.
 
     The owner sets ``stop`` before cancelling the task: a round under way then ends
-    after the branch it is on instead of finishing the whole list.
+    after the step it is on instead of finishing the whole list, and the task ends
+    only once it has. (Cancelling a task does not stop its worker thread: left
+    running, the round would hold a connection past the engine's disposal.)
     """
     while not stop.is_set():
         await asyncio.sleep(interval_s)
+        if stop.is_set():
+            return
+        round_ = asyncio.ensure_future(to_thread.run_sync(catch_up_stale, factory, stop))
         try:
-            await to_thread.run_sync(catch_up_stale, factory, stop)
+            await asyncio.shield(round_)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await round_
+            raise
         except Exception:  # a report still catches its branches up itself
             log.exception("kpi facts: background catch-up failed; retrying later")

@@ -27,6 +27,7 @@ from server.services.kpi_facts import (
     catch_up_behind,
     stale_branches,
 )
+from tests.server.api_support import running_app
 from tests.server.test_api_tickets import Desk, _add_user, _problem, make_desk
 
 
@@ -240,6 +241,39 @@ def test_the_service_catches_up_in_the_background(db_url: str) -> None:
             time.sleep(0.05)
         # No report was asked for, and the facts are the log's.
         _facts_equal_the_log(desk, _zone(desk))
+
+
+def test_shutting_down_waits_for_a_background_round_under_way(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service ends while a background round runs in its worker thread: shutdown
+    waits for the round's current step instead of leaving the thread working (and
+    a connection checked out) after the engine was disposed."""
+    running, seen_stop = threading.Event(), threading.Event()
+    ended: list[float] = []
+
+    def slow_round(factory: Any, stop: threading.Event | None = None) -> int:
+        with session_scope(factory) as session:
+            session.execute(select(Branch.id)).all()  # a connection is checked out
+            running.set()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+                time.sleep(0.01)
+            if stop is not None and stop.is_set():
+                seen_stop.set()
+            time.sleep(0.2)  # the step under way finishes
+        ended.append(time.monotonic())
+        return 0
+
+    monkeypatch.setattr(kpi_facts, "catch_up_stale", slow_round)
+    with running_app(db_url, kpi_facts_interval_s=0.01) as world:
+        assert running.wait(10)
+        engine = world.app.state.engine
+    shut_at = time.monotonic()
+    assert seen_stop.is_set()  # the round was told to stop, not left to finish its list
+    assert ended  # and had ended by the time the service was down
+    assert ended[0] <= shut_at
+    assert engine.pool.checkedout() == 0
 
 
 def _hold(desk: Desk, ref: BranchRef, holding: threading.Event, release: threading.Event) -> None:
