@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -50,7 +51,10 @@ def _utc(value: datetime) -> datetime:
 
 
 def _storable(value: datetime) -> datetime:
-    _utc(value)  # stored in UTC: refuse what has no UTC form, keep the offset given
+    # Stored in UTC: refuse what has no UTC form, keep the offset given. Only an
+    # instant within a day of the first or last representable one can lack it.
+    if not 1 < value.year < 9999:
+        _utc(value)
     return value
 
 
@@ -61,8 +65,9 @@ Day = Annotated[date, BeforeValidator(_not_a_number)]
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 
 
+@lru_cache(maxsize=16_384)
 def _ticket_number(value: str) -> str:
-    return str(TicketNumber.parse(value))
+    return str(TicketNumber.parse(value))  # the normal form; a branch's numbers repeat daily
 
 
 def _email(value: str) -> str:

@@ -57,6 +57,12 @@ class TicketNumber:
 
     @classmethod
     def parse(cls, text: str) -> TicketNumber:
+        # Every issued event is checked through here (a first sync reads tens of
+        # thousands), and a branch's numbers repeat day after day: remembered.
+        return _parse_ticket_number(text) if cls is TicketNumber else cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> TicketNumber:
         match = _TICKET_NUMBER.fullmatch(text.strip())
         if not match:
             raise InvalidValue(
@@ -66,6 +72,11 @@ class TicketNumber:
 
     def __str__(self) -> str:
         return f"{self.prefix}{self.number:03d}"
+
+
+@lru_cache(maxsize=16_384)
+def _parse_ticket_number(text: str) -> TicketNumber:
+    return TicketNumber._parse(text)  # immutable: one instance can serve every caller
 
 
 class PriorityClass(IntEnum):

@@ -62,6 +62,17 @@ def test_ticket_number_malformed_text_is_rejected_naming_it(text):
 @pytest.mark.parametrize("text", ["A0", "A-0000"])
 def test_ticket_number_zero_is_out_of_range(text):
     assert "ticket number 0 is outside 1..9999" in rejects(TicketNumber.parse, text, field="number")
+    # Parsed numbers are remembered; a refusal never is.
+    assert "outside" in rejects(TicketNumber.parse, text, field="number")
+
+
+def test_ticket_number_subclasses_parse_to_their_own_class():
+    class Shown(TicketNumber):
+        pass
+
+    assert TicketNumber.parse("a-7") == TicketNumber("A", 7)
+    assert type(Shown.parse("A7")) is Shown
+    assert type(TicketNumber.parse("A7")) is TicketNumber
 
 
 def test_ticket_number_built_directly_validates_its_parts():
