@@ -227,7 +227,7 @@ def read_config(session: Session, branch: BranchInfo) -> BranchConfig:
 
 def _id_text(value: Any) -> str:
     """A UUID column's raw value (SQLite: 32 hex digits; PostgreSQL: a UUID) as ``str(uuid)``."""
-    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
+    return str(as_uuid_value(value))
 
 
 def _json_list(value: Any) -> list[Any]:
