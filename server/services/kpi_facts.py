@@ -66,8 +66,8 @@ STEP_EVENTS = 20_000
 # as long as the step took: on SQLite it then holds the one write lock for about
 # fifteen milliseconds at a time and at most a quarter of the time, so a busy
 # branch's requests never wait out a backlog behind it (nor a long step: the
-# service's p99 target is 50 ms). That still folds over a thousand events a
-# second, several times what a branch at full load logs.
+# service's p99 target is 50 ms). That still folds about 800 events a second
+# (measured: 50 rows in a median 16 ms), several times what a busy service logs.
 BACKGROUND_STEP_EVENTS = 50
 BACKGROUND_PAUSE_FACTOR = 3.0
 
