@@ -47,7 +47,7 @@ class SyncBridge(QObject):
 
     connection_changed = Signal(str)  # a Connection value
     pending_changed = Signal(int)  # unsent outbox rows
-    applied = Signal()  # the cache changed under the UI (pulled or rebased events)
+    applied = Signal()  # the cache changed under the UI (pulled or rebased events, a repair)
     rejected = Signal(list)  # list[Rejection]
     alert_raised = Signal(object)  # SyncAlert
     synced = Signal(object)  # datetime of the last completed sync round
@@ -69,6 +69,9 @@ class BridgeListener(SyncListener):
         self._bridge.pending_changed.emit(int(count))
 
     def on_applied(self, applied: AppliedPull) -> None:
+        self._bridge.applied.emit()
+
+    def on_repaired(self) -> None:
         self._bridge.applied.emit()
 
     def on_rejections(self, rejections: list[Rejection]) -> None:

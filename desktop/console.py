@@ -200,6 +200,7 @@ class Console(QObject):
                 branch_id,
                 self.data_dir,
                 bridge,
+                start=False,
                 engine_settings=self.engine_settings,
             )
         except Exception as exc:
@@ -210,6 +211,12 @@ class Console(QObject):
         counter = self.prefs.counter_id if branch_id == self.prefs.branch_id else ""
         self._remember(branch_id=branch_id)
         window.attach(workspace, bridge, counter)
+        # The queues are on screen from the cache; syncing starts once they are.
+        try:
+            workspace.start_sync()
+        except Exception as exc:
+            log.exception("cannot start syncing branch %s", branch_id)
+            window.say(f"This branch works offline only: syncing could not start ({exc}).")
 
     def _window_closed(self, window: MainWindow) -> None:
         if self.window is window:  # closed by the user, not replaced by the console

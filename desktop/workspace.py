@@ -95,6 +95,7 @@ class Workspace(QObject):
         self.signed_in, self.branch_id = signed_in, branch_id
         self.cache, self.bridge = cache, bridge
         self.sync: SyncThread | None = None
+        self._sync_with: tuple[Authenticator, EngineSettings | None] | None = None
         self.counter_id: str | None = None
         self._clock = clock
         # The queues as last read, kept up to date from the cache's change log so an
@@ -114,28 +115,43 @@ class Workspace(QObject):
         bridge: SyncBridge,
         *,
         sync: bool = True,
+        start: bool = True,
         engine_settings: EngineSettings | None = None,
     ) -> Workspace:
-        path = cache_path(data_dir, signed_in.server_url, signed_in.tenant, branch_id)
-        cache = LocalCache.open(path, branch_id)
-        workspace = cls(signed_in, branch_id, cache, bridge)
-        if sync:
-            from desktop.sync_link import start_sync
+        """Open the branch's cache and, with ``sync``, its sync thread.
 
+        With ``start=False`` the thread starts at :meth:`start_sync` (the console
+        shows the queues first). A syncing workspace leaves the comparison of the
+        cache's projection with its log, a read of every ticket, to the sync thread.
+        """
+        path = cache_path(data_dir, signed_in.server_url, signed_in.tenant, branch_id)
+        cache = LocalCache.open(path, branch_id, verify=not sync)
+        workspace = cls(signed_in, branch_id, cache, bridge)
+        workspace._sync_with = (auth, engine_settings) if sync else None
+        if sync and start:
             try:
-                workspace.sync = start_sync(
-                    auth,
-                    cache,
-                    bridge,
-                    server_url=signed_in.server_url,
-                    tenant=signed_in.tenant,
-                    branch_id=branch_id,
-                    settings=engine_settings,
-                )
+                workspace.start_sync()
             except BaseException:
                 cache.close()
                 raise
         return workspace
+
+    def start_sync(self) -> None:
+        """Start the sync thread (once; nothing for a workspace opened without sync)."""
+        if self._sync_with is None or self.sync is not None:
+            return
+        from desktop.sync_link import start_sync
+
+        auth, settings = self._sync_with
+        self.sync = start_sync(
+            auth,
+            self.cache,
+            self.bridge,
+            server_url=self.signed_in.server_url,
+            tenant=self.signed_in.tenant,
+            branch_id=self.branch_id,
+            settings=settings,
+        )
 
     def close(self) -> None:
         if self.sync is not None:

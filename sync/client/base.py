@@ -16,8 +16,9 @@ function of the file:
   in the same transaction as the events it covers, when a pull reaches the head
   of the log or the cache closes, once :data:`SNAPSHOT_EVERY` events (and at
   least as many as there are tickets; on close, any) have arrived since the last;
-- on open, the projection is compared with the state rebuilt from the confirmed
-  log and the outbox and rewritten if they differ (:attr:`CacheFile.repaired`);
+- on open (or soon after, see :meth:`CacheFile.verify`), the projection is
+  compared with the state rebuilt from the confirmed log and the outbox and
+  rewritten if they differ (:attr:`CacheFile.repaired`);
   since every operation is one transaction this only happens to a file edited
   behind the cache's back (a state from a snapshot that disagrees with the
   projection is dropped for a replay first);
@@ -90,6 +91,7 @@ class CacheFile:
         self._closed = False
         self.backup_path: Path | None = None  # copy taken before a schema upgrade
         self.repaired = False  # the projection disagreed with the log on open
+        self.verified = False  # the projection was compared with the log (see verify)
         # The change log: ticket ids whose rows each write touched, by change number.
         # A reader that last looked at change ``n < self._horizon`` must read everything.
         self._change = 0
@@ -106,10 +108,14 @@ class CacheFile:
         *,
         wake: Callable[[], None] | None = None,
         device_id: str | None = None,
+        verify: bool = True,
     ) -> Self:
         """Open (creating, or upgrading after a backup) the cache file of ``branch_id``.
 
         ``device_id`` is used only when the file is new (default: a fresh UUIDv7).
+        ``verify=False`` leaves the comparison of the projection with the log to a
+        later :meth:`verify` (the console runs it on its sync thread, so that its
+        window need not wait for a read of every ticket).
         Raises :class:`~sync.client.errors.SchemaTooNew` for a file of a newer build
         (left untouched) and :class:`~sync.client.errors.NotACacheFile` for a file
         that is not a cache or belongs to another branch.
@@ -120,13 +126,13 @@ class CacheFile:
             cache = cls(engine, path, branch_id)
             cache.backup_path = migrations.migrate(engine, path, version)
             cache._wake = wake
-            cache._start(device_id or new_id())
+            cache._start(device_id or new_id(), verify)
         except BaseException:
             engine.dispose()
             raise
         return cache
 
-    def _start(self, new_device_id: str) -> None:
+    def _start(self, new_device_id: str, verify: bool = True) -> None:
         with self._writing() as conn:
             state = conn.execute(select(sync_state)).first()
             if state is not None and state.branch_id != self.branch_id:
@@ -144,25 +150,50 @@ class CacheFile:
             if self._next_seq <= last:  # cannot happen with atomic commits; never reuse a seq
                 self._next_seq = last + 1
                 conn.execute(update(device).values(next_device_seq=self._next_seq))
-            live, unsynced = self._replica.live, self._replica.unsynced_tickets()
-            matches = projection.matches(conn, live, unsynced)
-            if not matches and self.snapshot_used:
-                # The projection was written with the log; a snapshot that disagrees
-                # with it is not trusted over a replay.
-                log.warning("cache %s: snapshot disagrees with the projection", self.path)
-                snapshot.discard(conn)
-                self._load(conn, use_snapshot=False)
-                live, unsynced = self._replica.live, self._replica.unsynced_tickets()
-                matches = projection.matches(conn, live, unsynced)
-            if not matches:
-                log.warning("cache %s: projection rebuilt from the log", self.path)
-                self.repaired = True
-                projection.rewrite(conn, live, unsynced)
-                if self._replica.reference is not None:
-                    projection.write_services(conn, self._replica.reference)
-                kpi_store.rebuild_facts(conn, self._zone(), self._replica.tail, self._targets())
+            if verify:
+                rewritten = self._check_projection(conn)
             else:
                 kpi_store.write_facts(conn, self._zone(), self._replica.tail, (), self._targets())
+        if verify:
+            self.verified, self.repaired = True, rewritten
+
+    def verify(self) -> bool:
+        """Compare the projection with the log if :meth:`open` did not; True if rewritten.
+
+        Until then the console reads the projection as the file holds it, which is
+        what the log says unless the file was edited by hand or by an older build.
+        A rewrite marks every ticket changed, so readers read everything again.
+        """
+        with self._lock:
+            if self.verified:
+                return False
+            with self._writing() as conn:
+                rewritten = self._check_projection(conn)
+            self.verified, self.repaired = True, rewritten
+            return rewritten
+
+    def _check_projection(self, conn: Connection) -> bool:
+        """Rewrite the projection (and the KPI facts) if it differs from the log."""
+        live, unsynced = self._replica.live, self._replica.unsynced_tickets()
+        matches = projection.matches(conn, live, unsynced)
+        if not matches and self.snapshot_used:
+            # The projection was written with the log; a snapshot that disagrees
+            # with it is not trusted over a replay.
+            log.warning("cache %s: snapshot disagrees with the projection", self.path)
+            snapshot.discard(conn)
+            self._load(conn, use_snapshot=False)
+            live, unsynced = self._replica.live, self._replica.unsynced_tickets()
+            matches = projection.matches(conn, live, unsynced)
+        if not matches:
+            log.warning("cache %s: projection rebuilt from the log", self.path)
+            self._note_all()
+            projection.rewrite(conn, live, unsynced)
+            if self._replica.reference is not None:
+                projection.write_services(conn, self._replica.reference)
+            kpi_store.rebuild_facts(conn, self._zone(), self._replica.tail, self._targets())
+        else:
+            kpi_store.write_facts(conn, self._zone(), self._replica.tail, (), self._targets())
+        return not matches
 
     def _load(self, conn: Connection, use_snapshot: bool = True) -> Outcome:
         """Rebuild every piece of memory from the file, within ``conn``'s transaction."""

@@ -61,6 +61,10 @@ class SyncListener:
     def on_applied(self, applied: AppliedPull) -> None:
         """Events from the service (pulled or streamed) were folded into the cache."""
 
+    def on_repaired(self) -> None:
+        """The projection disagreed with the log and was rewritten (see
+        :meth:`~sync.client.base.CacheFile.verify`): read everything again."""
+
     def on_rejections(self, rejections: list[Rejection]) -> None:
         """Own changes that did not happen: refused by the service or dropped on rebase."""
 

@@ -172,6 +172,13 @@ class SyncEngine:
         self._loop = asyncio.get_running_loop()
         self.cache.set_wake(self.wake)
         self.listener.on_state(self._state)
+        # A cache opened without comparing its projection with its log (the console's,
+        # so that its window shows without waiting) is compared here, first.
+        try:
+            if self.cache.verify():
+                self.listener.on_repaired()
+        except Exception:  # the file is read and written again by every round: keep going
+            log.exception("comparing the cache's projection with its log failed")
         try:
             while not self._stop.is_set():
                 self._resume.clear()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from desktop.bridge import Connection
 from sync.client.credentials import InMemoryKeyring, MemoryCredentialStore
@@ -206,3 +207,42 @@ def sign_in_as_started(rig: ConsoleRig, server: DemoServer):  # type: ignore[no-
     )
     submit(dialog, rig.qtbot)
     return rig.wait_window()
+
+
+def test_a_cache_edited_behind_the_console_is_repaired_once_the_window_shows(
+    demo_server: DemoServer,
+    memory_keyring: InMemoryKeyring,
+    make_console: Callable[..., ConsoleRig],
+) -> None:
+    first = make_console()
+    sign_in_as(first, demo_server, "staff1", remember=True)
+    workspace = first.console.workspace
+    assert workspace is not None
+    services = [s.id for s in workspace.cache.services({})]
+    now = datetime.now(UTC)
+    issued = [workspace.cache.issue_ticket(services[0], at=now) for _ in range(2)]
+    first.qtbot.waitUntil(lambda: workspace.cache.outbox_size() == 0, timeout=WAIT_MS)
+    everything = workspace.cache.waiting_changes(None).everything
+    assert everything is not None
+    waiting = {r.id for q in everything.values() for r in q}
+    assert {i.ticket_id for i in issued} <= waiting
+    path = workspace.cache.path
+    shut(first)
+    edited = sqlite3.connect(path)  # the queue emptied behind the console's back
+    edited.execute("UPDATE tickets SET status = 'done' WHERE status = 'waiting'")
+    edited.commit()
+    edited.close()
+
+    again = make_console()  # same data dir: a remembered start
+    start(again.console, again.qtbot)
+    window = again.wait_window()
+
+    def shown() -> set[str]:
+        snap = window.snapshot
+        return {r.id for q in snap.waiting.values() for r in q} if snap else set()
+
+    again.qtbot.waitUntil(lambda: shown() == waiting, timeout=WAIT_MS)
+    repaired = again.console.workspace
+    assert repaired is not None
+    assert repaired.cache.repaired
+    shut(again)

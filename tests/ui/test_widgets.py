@@ -221,6 +221,21 @@ def test_bridge_delivers_sync_thread_news_on_the_ui_thread(qtbot: QtBot, cache: 
     assert not any(t.isActive() for t in window.findChildren(QTimer))
 
 
+def test_a_repaired_cache_makes_the_window_read_it_again(qtbot: QtBot, cache: LocalCache) -> None:
+    window = open_window(qtbot, cache, COUNTER_WORK)
+    bridge = SyncBridge()
+    window.attach(window.workspace, bridge, COUNTER)  # type: ignore[arg-type]
+    listener = bridge.listener()
+    shown = window.snapshot
+    assert shown is not None
+    with qtbot.waitSignal(bridge.applied, timeout=5000):
+        worker = threading.Thread(target=listener.on_repaired)
+        worker.start()
+        worker.join()
+    qtbot.waitUntil(lambda: window.snapshot is not shown, timeout=5000)  # read again
+    window.close()
+
+
 def test_unexpected_errors_are_logged_and_shown(
     qtbot: QtBot, private_home: Path, request: pytest.FixtureRequest
 ) -> None:

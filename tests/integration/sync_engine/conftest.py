@@ -134,6 +134,7 @@ class Recorder(SyncListener):
     rejections: list[Rejection] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     synced: list[datetime] = field(default_factory=list)
+    repaired: int = 0
 
     def on_state(self, state: ConnectionState) -> None:
         self.states.append(state)
@@ -146,6 +147,9 @@ class Recorder(SyncListener):
 
     def on_rejections(self, rejections: list[Rejection]) -> None:
         self.rejections.extend(rejections)
+
+    def on_repaired(self) -> None:
+        self.repaired += 1
 
     def on_alert(self, alert: Alert) -> None:
         self.alerts.append(alert)

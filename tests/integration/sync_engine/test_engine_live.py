@@ -162,6 +162,47 @@ def test_the_sync_thread_syncs_commands_committed_on_another_thread(
         reopened.close()
 
 
+def test_the_sync_thread_first_repairs_a_projection_its_cache_opened_unverified(
+    server: Server, tmp_path: Path
+) -> None:
+    config = SyncConfig(
+        server_url=server.base_url,
+        tenant=TENANT,
+        branch_id=server.branch_id,
+        cache_path=tmp_path / "thread.sqlite3",
+        session_factory=password_sign_in(TENANT, "staff1", PASSWORD),
+        settings=FAST,
+        trust_env=False,
+    )
+    with SyncThread(config) as sync:
+        sync.wait_idle(WAIT_S)  # the reference data arrived
+        issued = sync.cache.issue_ticket(server.service_id, at=now())
+        sync.wait_idle(WAIT_S)
+        expected = sync.cache.projection_hash()
+    tampered = sqlite3.connect(config.cache_path)
+    tampered.execute("UPDATE tickets SET status = 'done'")
+    tampered.commit()
+    tampered.close()
+
+    cache = LocalCache.open(config.cache_path, server.branch_id, verify=False)
+    events = Recorder()
+    try:
+        before = cache.ticket(issued.ticket_id)
+        assert before is not None
+        assert before.status == "done"  # as the file stands
+        with SyncThread(config, events, cache=cache) as sync:
+            sync.wait_idle(WAIT_S)
+            assert events.repaired == 1
+            assert cache.verified
+            assert cache.repaired
+            assert cache.projection_hash() == expected
+            after = cache.ticket(issued.ticket_id)
+            assert after is not None
+            assert after.status == "waiting"
+    finally:
+        cache.close()
+
+
 def _listed_and_facts(path: Path) -> tuple[int, int]:
     conn = sqlite3.connect(path)
     try:

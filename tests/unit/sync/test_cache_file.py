@@ -142,3 +142,60 @@ def test_a_projection_that_disagrees_with_the_log_is_rebuilt_on_open(tmp_path: P
     assert cache.repaired
     assert cache.projection_hash() == expected
     assert view(cache, issued.ticket_id).status == "waiting"
+
+
+def test_a_cache_opened_without_verifying_compares_its_projection_when_asked(
+    tmp_path: Path,
+) -> None:
+    cache = open_cache(tmp_path)
+    issued = cache.issue_ticket(ACCOUNTS, at=at(0))
+    expected = cache.projection_hash()
+    cache.close()
+    conn = sqlite3.connect(tmp_path / "cache.sqlite3")
+    conn.execute("UPDATE tickets SET status = 'done'")
+    conn.commit()
+    conn.close()
+
+    cache = LocalCache.open(tmp_path / "cache.sqlite3", BRANCH, verify=False)
+    try:
+        assert not cache.verified
+        assert not cache.repaired
+        assert view(cache, issued.ticket_id).status == "done"  # the file as it stands
+        seen = cache.waiting_changes(None)
+        assert cache.waiting_changes(seen.change).everything is None  # nothing new yet
+        assert seen.everything == {}  # the tampered file has nobody waiting
+
+        assert cache.verify() is True
+
+        assert cache.verified
+        assert cache.repaired
+        assert cache.projection_hash() == expected
+        assert view(cache, issued.ticket_id).status == "waiting"
+        again = cache.waiting_changes(seen.change)  # readers are told to read everything
+        assert again.everything is not None
+        assert [r.id for rows in again.everything.values() for r in rows] == [issued.ticket_id]
+        assert cache.verify() is False  # once
+    finally:
+        cache.close()
+
+
+def test_verifying_a_sound_cache_changes_nothing(tmp_path: Path) -> None:
+    cache = open_cache(tmp_path)
+    cache.issue_ticket(ACCOUNTS, at=at(0))
+    cache.close()
+
+    def rows() -> list[tuple[object, ...]]:
+        with sqlite3.connect(tmp_path / "cache.sqlite3") as conn:
+            return conn.execute("SELECT * FROM tickets ORDER BY id").fetchall()
+
+    before = rows()
+    cache = LocalCache.open(tmp_path / "cache.sqlite3", BRANCH, verify=False)
+    try:
+        seen = cache.waiting_changes(None)
+        assert cache.verify() is False
+        assert cache.verified
+        assert not cache.repaired
+        assert cache.waiting_changes(seen.change).everything is None  # no re-read needed
+    finally:
+        cache.close()
+    assert rows() == before
