@@ -55,7 +55,10 @@ from sync.client.store import events, snapshot
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # bump when the body's layout changes
+FORMAT = 3  # bump when the body's layout changes
+# Rows per line of the body: one JSON parse per line costs more than parsing the row
+# itself, and a bounded line keeps the parsed rows of 100,000 tickets out of memory.
+ROWS_PER_LINE = 500
 
 # The fields this codec writes, in order; core growing or losing one disables snapshots
 # (see fingerprint) until this module learns it, rather than dropping it silently.
@@ -350,9 +353,10 @@ def _unticket(r: list[Any], shared: _Shared | None = None) -> Ticket:
 def encode(state: BranchState) -> str:
     """``state`` as JSON lines (the waiting index is rebuilt from the tickets' queue keys).
 
-    The first line holds the branch, its services and counters; then one line per
-    ticket ("T" + JSON array) and per issued number ("N" + JSON array). Lines let
-    :func:`decode` parse one row at a time.
+    The first line holds the branch, its services and counters; then lines of up
+    to :data:`ROWS_PER_LINE` tickets ("T" + a JSON array of rows) and of issued
+    numbers ("N" + an array of rows). Lines let :func:`decode` parse a few hundred
+    rows at a time.
     """
     header = {
         "branch_id": state.branch_id,
@@ -376,8 +380,11 @@ def encode(state: BranchState) -> str:
     }
     dumps = json.JSONEncoder(separators=(",", ":")).encode
     lines = [dumps(header)]
-    lines.extend("T" + dumps(_ticket(t)) for t in state.tickets.values())
-    lines.extend("N" + dumps([day.isoformat(), n, tid]) for (day, n), tid in state.numbers.items())
+    tickets = [_ticket(t) for t in state.tickets.values()]
+    numbers = [[day.isoformat(), n, tid] for (day, n), tid in state.numbers.items()]
+    for kind, rows in (("T", tickets), ("N", numbers)):
+        for start in range(0, len(rows), ROWS_PER_LINE):
+            lines.append(kind + dumps(rows[start : start + ROWS_PER_LINE]))
     return "\n".join(lines)
 
 
@@ -391,23 +398,24 @@ def _lines(text: str) -> Iterator[str]:
 
 
 def decode(text: str) -> BranchState:
-    # One line at a time: the parsed JSON of 100,000 tickets is never in memory at
-    # once, only the ticket being built.
+    # A line at a time: the parsed JSON of 100,000 tickets is never in memory at
+    # once, only the rows of one line and the tickets built.
     lines = _lines(text)
     body = json.loads(next(lines))
     tickets: dict[str, Ticket] = {}
     numbers: dict[tuple[date, str], str] = {}
     shared = _Shared()
     for line in lines:
-        kind, row = line[:1], json.loads(line[1:])
+        kind, rows = line[:1], json.loads(line[1:])
         if kind == "T":
-            tickets[row[0]] = _unticket(row, shared)
+            for row in rows:
+                tickets[row[0]] = _unticket(row, shared)
         elif kind == "N":
-            day, n, tid = row
-            known = tickets.get(tid)
-            if known is not None and known.number == n:
-                n, tid = known.number, known.id  # one string per number and per id
-            numbers[(shared.day(day), n)] = tid
+            for day, n, tid in rows:
+                known = tickets.get(tid)
+                if known is not None and known.number == n:
+                    n, tid = known.number, known.id  # one string per number and per id
+                numbers[(shared.day(day), n)] = tid
         else:
             raise ValueError(f"unknown snapshot line kind {kind!r}")
     general: dict[str, list[Any]] = {s: [] for s in body["queues"]}

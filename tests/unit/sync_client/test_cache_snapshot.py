@@ -195,9 +195,9 @@ def test_a_snapshot_that_disagrees_with_the_projection_is_dropped(tmp_path: Path
     conn = sqlite3.connect(cache.path)
     lines = conn.execute("SELECT body FROM snapshot").fetchone()[0].split("\n")
     first = next(i for i, line in enumerate(lines) if line.startswith("T"))
-    row = json.loads(lines[first][1:])
-    row[9] = "cancelled"  # a well-formed lie about one ticket
-    lines[first] = "T" + json.dumps(row)
+    rows = json.loads(lines[first][1:])
+    rows[0][9] = "cancelled"  # a well-formed lie about one ticket
+    lines[first] = "T" + json.dumps(rows)
     text = "\n".join(lines)
     conn.execute("UPDATE snapshot SET body = ?, crc = ?", (text, zlib.crc32(text.encode())))
     conn.commit()
@@ -346,15 +346,22 @@ def test_a_snapshot_with_a_line_of_unknown_kind_is_not_used(tmp_path: Path) -> N
     assert_same_memory(reopened, replayed(cache.path))
 
 
-def test_the_body_is_a_header_then_one_line_per_ticket_and_number() -> None:
+@pytest.mark.parametrize("per_line", [3, snapshot.ROWS_PER_LINE])
+def test_the_body_is_a_header_then_lines_of_tickets_and_numbers(
+    per_line: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshot, "ROWS_PER_LINE", per_line)
     desk = busy_desk()
-    header, *rows = snapshot.encode(desk.state).split("\n")
+    assert len(desk.state.tickets) > 3  # several lines at 3 a line
+    header, *lines = snapshot.encode(desk.state).split("\n")
     assert json.loads(header)["branch_id"] == desk.state.branch_id
-    tickets = [json.loads(r[1:]) for r in rows if r.startswith("T")]
-    numbers = [json.loads(r[1:]) for r in rows if r.startswith("N")]
-    assert len(tickets) + len(numbers) == len(rows)
-    assert [t[0] for t in tickets] == list(desk.state.tickets)
-    assert len(numbers) == len(desk.state.numbers)
+    tickets = [json.loads(r[1:]) for r in lines if r.startswith("T")]
+    numbers = [json.loads(r[1:]) for r in lines if r.startswith("N")]
+    assert len(tickets) + len(numbers) == len(lines)
+    assert all(0 < len(rows) <= per_line for rows in tickets + numbers)
+    assert [t[0] for rows in tickets for t in rows] == list(desk.state.tickets)
+    assert sum(len(rows) for rows in numbers) == len(desk.state.numbers)
+    assert snapshot.decode(snapshot.encode(desk.state)) == desk.state
     decoded = snapshot.decode(snapshot.encode(desk.state))
     for ticket in decoded.tickets.values():  # repeated values are shared, not copied
         if ticket.queue_key is not None:
