@@ -14,8 +14,10 @@ import signal
 import sys
 from pathlib import Path
 
+# PySide6 first: qasync uses a Qt binding already imported, and without one it
+# tries PyQt5, PyQt6 and PySide2 first (about 35 ms of failed imports at start).
+from PySide6.QtCore import QTimer  # isort: skip
 import qasync
-from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from desktop.console import Console, SignInRequest
