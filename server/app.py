@@ -244,6 +244,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 facts.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await facts
+            reads = getattr(app.state, "sync_shared_reads", None)
+            if reads is not None:
+                await reads.drain()
             engine.dispose()
 
     app = FastAPI(title="QueueDesk", lifespan=lifespan)

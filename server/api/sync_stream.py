@@ -97,6 +97,17 @@ class SharedReads:
     def __init__(self, hub: SyncHub) -> None:
         self._hub = hub
         self._reads: dict[tuple[uuid.UUID, int], tuple[int, asyncio.Future[_Read]]] = {}
+        self._running: set[asyncio.Future[_Read]] = set()  # reads whose streams may be gone
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait for the reads under way (the service is stopping; the engine goes next).
+
+        A read runs in a worker thread with a connection checked out, and outlives
+        the streams that asked for it; disposing of the engine under it would leave
+        that connection to the garbage collector.
+        """
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout_s)
 
     async def read(
         self, factory: sessionmaker[Session], branch_id: uuid.UUID, cursor: int
@@ -107,6 +118,8 @@ class SharedReads:
             # A task of its own: a stream that goes away does not cancel the others' read.
             task = asyncio.ensure_future(self._read(key, factory))
             task.add_done_callback(_retrieve)
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
             running = self._reads[key] = (self._hub.stamp(), task)
         return await asyncio.shield(running[1])
 

@@ -14,6 +14,7 @@ before the next heartbeat would have found it.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +26,10 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import ServerSentEvent, connect_sse
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, sessionmaker
 
+from server.api import sync_stream
 from server.db import make_engine, make_session_factory, session_scope
 from server.services.branches import create_counter, create_service
 from sync.protocol import StreamMessage
@@ -88,6 +92,40 @@ def test_a_stream_catches_up_beats_and_ends_with_its_lifetime(db_url: str) -> No
             headers={**headers, "Last-Event-ID": "1"},
         )
         assert _parse(resumed.text)[0]["id"] == "2"
+
+
+def test_shutting_down_waits_for_a_shared_read_under_way(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream's read runs in a worker thread and outlives the streams that asked
+    for it: shutdown waits for it instead of disposing of the engine under it."""
+    running, ended = threading.Event(), []
+    real_read = sync_stream._read
+
+    def slow_read(factory: sessionmaker[Session], branch_id: uuid.UUID, cursor: int) -> Any:
+        with session_scope(factory) as session:
+            session.execute(select(1)).all()  # a connection is checked out
+            running.set()
+            time.sleep(0.5)
+            page = real_read(factory, branch_id, cursor)
+        ended.append(time.monotonic())
+        return page
+
+    monkeypatch.setattr(sync_stream, "_read", slow_read)
+    with running_app(db_url) as world:
+        state = world.app.state
+        reads = state.sync_shared_reads = sync_stream.SharedReads(state.sync_hub)
+        world.client.portal.start_task_soon(  # as a stream that then went away
+            reads.read, state.read_session_factory, world.branch_id, 0
+        )
+        assert running.wait(10)
+        engine = state.engine
+        disposed: list[float] = []
+        event.listen(engine, "engine_disposed", lambda _e: disposed.append(time.monotonic()))
+    assert ended  # the read had ended by the time the service was down
+    assert disposed
+    assert ended[0] <= disposed[0]  # before its engine was disposed of
+    assert engine.pool.checkedout() == 0
 
 
 def test_a_stream_is_refused_like_any_sync_call(db_url: str) -> None:
