@@ -11,7 +11,8 @@ each start needs its own) and handed to the child process over a pipe, never a
 file. The child installs it with ``keyring.set_keyring`` and calls
 :func:`desktop.app.run`, exactly what ``python -m desktop`` runs: it resumes the
 session with the service (one refresh round trip), shows the main window, opens
-the cache, starts the sync thread and fills the queues.
+the cache, fills the queues and starts the sync thread (which then compares the
+cache's projection with its log, after the window is up).
 
 Why a real service rather than offline unlock: offline unlock skips the network
 round trip but adds an argon2id verification (by design slower than a refresh)
