@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from desktop.app import start_console
 from desktop.bridge import Connection
 from sync.client.credentials import InMemoryKeyring, MemoryCredentialStore
 from tests.server.live import free_port
@@ -20,8 +23,6 @@ def refresh_entries(keyring: InMemoryKeyring) -> list[str]:
 
 
 def shut(rig: ConsoleRig) -> None:
-    import asyncio
-
     done = asyncio.ensure_future(rig.console.shutdown())
     rig.qtbot.waitUntil(done.done, timeout=WAIT_MS)
 
@@ -245,4 +246,26 @@ def test_a_cache_edited_behind_the_console_is_repaired_once_the_window_shows(
     repaired = again.console.workspace
     assert repaired is not None
     assert repaired.cache.repaired
+    shut(again)
+
+
+def test_the_collector_pauses_while_a_remembered_start_opens_the_window(
+    demo_server: DemoServer,
+    memory_keyring: InMemoryKeyring,
+    make_console: Callable[..., ConsoleRig],
+) -> None:
+    first = make_console()
+    sign_in_as(first, demo_server, "staff1", remember=True)
+    shut(first)
+    assert gc.isenabled()
+
+    again = make_console()
+    collecting: list[bool] = []
+    again.console.window_shown.connect(lambda _w: collecting.append(gc.isenabled()))
+    task = asyncio.ensure_future(start_console(again.console))
+    again.qtbot.waitUntil(task.done, timeout=WAIT_MS)
+    task.result()
+
+    assert collecting == [False]  # the window opened with the collector paused
+    assert gc.isenabled()  # and it runs again once the start is over
     shut(again)
