@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 # PySide6 first: qasync uses a Qt binding already imported, and without one it
-# tries PyQt5, PyQt6 and PySide2 first (about 35 ms of failed imports at start).
+# tries PyQt5, PyQt6 and PySide2 first (10-30 ms of failed imports at start).
 from PySide6.QtCore import QTimer  # isort: skip
 import qasync
 from PySide6.QtWidgets import QApplication
