@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Dialect, ForeignKey, Integer, MetaData, Uuid
@@ -31,6 +31,7 @@ NAMING_CONVENTION: dict[str, str] = {
 JSONType: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigIntPK: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
+_NO_OFFSET = timedelta(0)
 
 
 def utc_now() -> datetime:
@@ -62,13 +63,24 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
         to_naive = self.process_bind_param
+        # The last value and its text: the log and the projection stamp every row
+        # of a batch with the same "now". One tuple, so threads read a matching pair.
+        last: list[tuple[datetime | None, str | None]] = [(None, None)]
 
         # SQLite's DATETIME text (SQLAlchemy's default storage format) straight from
         # isoformat: the same text, without a format dict per value; the log and
         # the projection write several times per event.
         def process(value: datetime | None) -> str | None:
-            if isinstance(value, datetime) and value.tzinfo is UTC:  # the usual case
-                return value.isoformat(" ", "microseconds")[:26]  # without "+00:00"
+            seen, text = last[0]
+            if value is seen:
+                return text
+            if isinstance(value, datetime):
+                zone = value.tzinfo
+                # UTC, or a zone at UTC such as a parsed "Z" (the usual cases).
+                if zone is UTC or (zone is not None and zone.utcoffset(value) == _NO_OFFSET):
+                    text = value.isoformat(" ", "microseconds")[:26]  # without "+00:00"
+                    last[0] = (value, text)
+                    return text
             naive = to_naive(value, dialect)
             return None if naive is None else naive.isoformat(" ", "microseconds")
 

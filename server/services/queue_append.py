@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from core.errors import DomainError
 from core.events import EventBase, TicketIssued
 from core.machine import apply
-from server.db import DriverQuery
+from server.db import DriverQuery, parse_uuid
 from server.models import Device, QueueEvent, User, allocate_server_seqs
 from server.services.queue_records import EventRow, need_canonical_uuid, write_events, write_tickets
 from server.services.queue_state import (
@@ -56,6 +56,7 @@ def append_events(
     branch_id: IdLike,
     events: Sequence[EventBase],
     states: BranchStates | None = None,
+    stored: StoredEvents | None = None,
 ) -> list[AppendResult]:
     """Validate already-decided events in order against the branch and store each verdict.
 
@@ -63,10 +64,12 @@ def append_events(
     refused one (:class:`DomainError`) is stored as ``rejected`` with the error's
     sentence and no ``server_seq``; an event id already stored answers
     ``duplicate`` with its first verdict. Checking that ``device_seq`` has no gap
-    is the caller's (the push endpoint answers 409 for that).
+    is the caller's (the push endpoint answers 409 for that). ``stored`` is
+    :func:`stored_events` of ``events`` when the caller read it under the
+    branch's lock already.
     """
     with (states or BRANCH_STATES).use(session, tenant_id, branch_id, lock=True) as lease:
-        known = _Known.read(session, lease.branch, events)
+        known = _Known.read(session, lease.branch, events, stored)
         verdicts: list[tuple[EventBase, str | None, uuid.UUID | None]] = []  # new events
         # Per input event: (index into verdicts, repeated within this batch) or a stored result.
         slots: list[tuple[int, bool] | AppendResult] = []
@@ -127,6 +130,36 @@ def append_events(
         return results
 
 
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """What the log holds of an event id: its branch and first verdict."""
+
+    branch_id: uuid.UUID
+    accepted: bool
+    server_seq: int | None
+    reason: str | None
+
+
+StoredEvents = dict[uuid.UUID, StoredEvent]
+
+
+def stored_events(session: Session, events: Sequence[EventBase]) -> StoredEvents:
+    """The log's rows of these events' ids, in any branch."""
+    rows = session.execute(
+        select(
+            QueueEvent.id,
+            QueueEvent.branch_id,
+            QueueEvent.status,
+            QueueEvent.server_seq,
+            QueueEvent.reason,
+        ).where(QueueEvent.id.in_([e.id for e in events]))
+    )
+    return {
+        event_id: StoredEvent(branch_id, status == "accepted", seq, reason)
+        for event_id, branch_id, status, seq, reason in rows
+    }
+
+
 # -- helpers ---------------------------------------------------------------------
 
 _DEVICE_SEQS = DriverQuery(
@@ -147,24 +180,22 @@ class _Known:
     users: set[str]
     devices: set[str]
     device_seqs: set[tuple[str | None, int | None]]
+    branch: str  # the branch's id as events write it
 
     @classmethod
-    def read(cls, session: Session, branch: BranchInfo, events: Sequence[EventBase]) -> _Known:
-        ids = [e.id for e in events]
+    def read(
+        cls,
+        session: Session,
+        branch: BranchInfo,
+        events: Sequence[EventBase],
+        rows: StoredEvents | None = None,
+    ) -> _Known:
         stored: dict[uuid.UUID, AppendResult] = {}
         foreign: set[uuid.UUID] = set()
-        for event_id, branch_id, status, seq, reason in session.execute(
-            select(
-                QueueEvent.id,
-                QueueEvent.branch_id,
-                QueueEvent.status,
-                QueueEvent.server_seq,
-                QueueEvent.reason,
-            ).where(QueueEvent.id.in_(ids))
-        ):
-            if branch_id == branch.id:
-                verdict: Verdict = "accepted" if status == "accepted" else "rejected"
-                stored[event_id] = AppendResult(event_id, verdict, seq, reason)
+        for event_id, row in (stored_events(session, events) if rows is None else rows).items():
+            if row.branch_id == branch.id:
+                verdict: Verdict = "accepted" if row.accepted else "rejected"
+                stored[event_id] = AppendResult(event_id, verdict, row.server_seq, row.reason)
             else:
                 foreign.add(event_id)
         actors = {_uuid_or_none(e.actor_id) for e in events} - {None}
@@ -200,13 +231,13 @@ class _Known:
                 connection, {"device_id": uuid.UUID(device), "first": first, "last": last}
             )
         }
-        return cls(stored, foreign, users, devices, used)
+        return cls(stored, foreign, users, devices, used, str(branch.id))
 
     def refusal(self, event: EventBase, lease: BranchLease) -> str | None:
         """Why ``event`` cannot be taken before the domain rules are even asked, if so."""
         if event.id in self.foreign:
             return f"Event {event.id} was already recorded for another branch"
-        if event.branch_id != str(lease.branch.id):
+        if event.branch_id != self.branch:
             return f"Event {event.id} belongs to branch {event.branch_id}, not {lease.branch.id}"
         if isinstance(event, TicketIssued):
             try:
@@ -218,7 +249,7 @@ class _Known:
         return None
 
     def user(self, actor_id: str | None) -> uuid.UUID | None:
-        return uuid.UUID(actor_id) if actor_id in self.users and actor_id else None
+        return parse_uuid(actor_id) if actor_id in self.users and actor_id else None
 
     def take_device_seq(self, event: EventBase) -> uuid.UUID | None:
         """The device column of ``event``'s row: set when the device is known and its seq free."""
@@ -228,11 +259,11 @@ class _Known:
         if pair in self.device_seqs:
             return None
         self.device_seqs.add(pair)
-        return uuid.UUID(event.device_id)
+        return parse_uuid(event.device_id)
 
 
 def _uuid_or_none(value: str | None) -> uuid.UUID | None:
     try:
-        return uuid.UUID(value) if value else None
+        return parse_uuid(value) if value else None
     except ValueError:
         return None

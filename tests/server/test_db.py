@@ -358,6 +358,27 @@ def test_driver_query_writes_read_back_as_sqlalchemy_wrote_them(
     assert stored[0][1].tzinfo is not None
 
 
+def test_driver_queries_take_one_parameter_and_the_statements_own_values(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A statement of a single parameter binds it (not its characters), and a name the
+    caller leaves out takes the value the statement gives it, as through SQLAlchemy."""
+    branch_id = _add_branch(session_factory)
+    branches = Branch.__table__.c
+    one = DriverQuery(select(branches.code).where(branches.id == bindparam("id")))
+    given = DriverQuery(
+        select(branches.code).where(
+            branches.id == bindparam("id"), branches.code == bindparam("code", value="MAIN")
+        )
+    )
+    with session_scope(session_factory) as session:
+        connection = session.connection()
+        assert [tuple(r) for r in one.rows(connection, {"id": branch_id})] == [("MAIN",)]
+        assert one.first(connection, {"id": uuid.uuid4()}) is None
+        assert [tuple(r) for r in given.rows(connection, {"id": branch_id})] == [("MAIN",)]
+        assert given.first(connection, {"id": branch_id, "code": "OTHER"}) is None
+
+
 def test_driver_queries_refuse_statements_whose_text_depends_on_the_parameters(
     session_factory: sessionmaker[Session],
 ) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
+from pydantic import AwareDatetime, TypeAdapter
 from sqlalchemy import DateTime, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, StatementError
@@ -112,6 +113,8 @@ def test_utc_datetime_refuses_naive_and_non_datetime_values() -> None:
         datetime(1, 1, 1, tzinfo=UTC),
         datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
         datetime(2026, 10, 25, 1, 30, tzinfo=timezone(timedelta(hours=-9, minutes=-30))),
+        datetime(2026, 3, 2, 9, 30, 15, 5, tzinfo=timezone(timedelta(0))),  # at UTC, not UTC
+        TypeAdapter(AwareDatetime).validate_python("2026-03-02T09:30:15.000001Z"),  # pydantic's
     ],
 )
 def test_utc_datetime_writes_sqlite_text_exactly_as_sqlalchemy_does(value: datetime) -> None:
@@ -126,6 +129,22 @@ def test_utc_datetime_writes_sqlite_text_exactly_as_sqlalchemy_does(value: datet
     assert ours(None) is None
     with pytest.raises(ValueError, match="naive"):
         ours(value.replace(tzinfo=None))
+
+
+def test_utc_datetime_sqlite_text_follows_each_value_not_the_one_before() -> None:
+    """The processor keeps the last value's text for a batch stamped with one "now";
+    equal instants in other zones, other values and None each get their own text."""
+    dialect = sqlite.dialect()
+    process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert process is not None
+    now = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=UTC)
+    berlin = now.astimezone(timezone(timedelta(hours=1)))
+    later = now + timedelta(microseconds=1)
+    texts = [process(v) for v in (now, now, berlin, later, None, now, later, later)]
+    first, next_ = "2026-03-02 09:30:15.123456", "2026-03-02 09:30:15.123457"
+    assert texts == [first, first, first, next_, None, first, next_, next_]
+    with pytest.raises(ValueError, match="naive"):
+        process(now.replace(tzinfo=None))
 
 
 def test_naive_datetime_is_refused_by_the_database_layer(
