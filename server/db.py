@@ -20,11 +20,12 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Executable, create_engine, event
+from sqlalchemy import Dialect, Engine, Executable, Uuid, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # Execution option read by the SQLite "begin" hook: a read-only transaction
@@ -311,12 +312,28 @@ class DriverQuery:
         if "POSTCOMPILE" in compiled.string:  # expanding IN lists, literal-rendered binds
             raise ValueError("DriverQuery runs statements whose SQL text is known up front")
         names = tuple(compiled.positiontup)
-        processors = tuple(
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in names
-        )
+        processors = tuple(_bind_processor(compiled.binds[name].type, dialect) for name in names)
         self._compiled = _Compiled(compiled.string, names, dict(compiled.params), processors)
         return self._compiled
+
+
+def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    if process is None or not isinstance(type_, Uuid):
+        return process
+    # The rows of one write name the same tenant, branch and device: their hex
+    # text (a Python-level property of UUID) is worked out once.
+    last: list[tuple[Any, Any]] = [(None, process(None))]
+
+    def remembering(value: Any) -> Any:
+        seen, result = last[0]
+        if value is seen:
+            return result
+        result = process(value)
+        last[0] = (value, result)  # one tuple: a thread reads a matching pair
+        return result
+
+    return remembering
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,9 +162,7 @@ def _check_sequence(
 
 
 def _result(appended: AppendResult) -> EventResult:
-    # Built without validation: every field comes typed from the append (a push
-    # answers for up to 500 events).
-    return EventResult.model_construct(
+    return EventResult(
         event_id=appended.event_id,
         status=appended.status,
         server_seq=appended.server_seq,
