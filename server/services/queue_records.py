@@ -126,8 +126,8 @@ class _EventJSON(TypeDecorator[Any]):
     """The ``payload`` parameter of a log insert: the core event, stored as its JSON.
 
     The column keeps its JSON type; on SQLite this parameter's text comes from
-    pydantic-core in one call (``model_dump_json``), about a fifth of the cost of
-    a dict from ``event_to_dict`` and ``json.dumps`` of it (a push of 500 events
+    pydantic-core in one call (``model_dump_json``), less than half the cost of a
+    dict from ``event_to_dict`` and ``json.dumps`` of it (a push of 500 events
     writes 500). The text is compact, and characters outside ASCII are not
     escaped: the same JSON value. Other backends take ``event_to_dict``'s dict.
     """
