@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import MalformedEvent
-from core.events import EventBase, parse_event
+from core.events import EventBase, parse_event, validate_events
 from server.models import BranchSequence, Device
 from server.services import audit
 from server.services.errors import Conflict
@@ -70,30 +70,41 @@ class PushOutcome:
 
 
 def parse_batch(raw_events: Sequence[dict[str, Any]], device_id: uuid.UUID) -> list[EventBase]:
-    """The events parsed, each stamped by ``device_id`` with a seq; else :class:`MalformedBatch`."""
-    events = []
+    """The events parsed, each stamped by ``device_id`` with a seq; else :class:`MalformedBatch`.
+
+    The error is about the first event in batch order that has a problem, of any kind.
+    """
     device = str(device_id)
-    for index, raw in enumerate(raw_events):
-        try:
-            event = parse_event(raw)
-        except MalformedEvent as exc:
-            raise MalformedBatch(
-                index, exc.message, field=exc.field, event_id=exc.event_id
-            ) from None
-        if event.device_id != device:
-            raise MalformedBatch(
-                index,
-                f"must be the pushing device {device_id}, not {event.device_id!r}",
-                field="device_id",
-                event_id=str(event.id),
-            )
-        if event.device_seq is None:
-            raise MalformedBatch(
-                index, "a pushed event needs its device_seq", field="device_seq",
-                event_id=str(event.id),
-            )  # fmt: skip
-        events.append(event)
-    return events
+    events = validate_events(raw_events)  # one call for a well-formed batch
+    if events is None:  # some event is malformed: parse and check in order
+        return [
+            _stamped(index, _parse_one(index, raw), device) for index, raw in enumerate(raw_events)
+        ]
+    return [_stamped(index, event, device) for index, event in enumerate(events)]
+
+
+def _parse_one(index: int, raw: dict[str, Any]) -> EventBase:
+    try:
+        return parse_event(raw)
+    except MalformedEvent as exc:
+        raise MalformedBatch(index, exc.message, field=exc.field, event_id=exc.event_id) from None
+
+
+def _stamped(index: int, event: EventBase, device: str) -> EventBase:
+    """``event``, refused unless it is the pushing device's with a seq."""
+    if event.device_id != device:
+        raise MalformedBatch(
+            index,
+            f"must be the pushing device {device}, not {event.device_id!r}",
+            field="device_id",
+            event_id=str(event.id),
+        )
+    if event.device_seq is None:
+        raise MalformedBatch(
+            index, "a pushed event needs its device_seq", field="device_seq",
+            event_id=str(event.id),
+        )  # fmt: skip
+    return event
 
 
 def push(

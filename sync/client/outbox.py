@@ -11,19 +11,10 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json as encode_json
 from sqlalchemy import Connection, delete, insert, select, update
 
-from core.errors import InvalidValue
-from core.events import (
-    EVENT_TYPES,
-    SCHEMA_VERSION,
-    EventBase,
-    QueueEvent,
-    event_to_dict,
-    parse_event,
-)
+from core.events import EventBase, event_to_dict, parse_event, validate_events
 from core.state import BranchState
 from sync.client.replica import OutboxEntry
 from sync.client.store import alerts, driver, events, outbox
@@ -48,7 +39,6 @@ def dumps_pulled(body: dict[str, Any]) -> str:
     return encode_json(body).decode()
 
 
-_PAGE: TypeAdapter[list[QueueEvent]] = TypeAdapter(list[QueueEvent])
 _STORE_CONFIRMED = "INSERT INTO events (server_seq, event_id, body, ticket_id) VALUES (?, ?, ?, ?)"
 _ADD_ENTRY = (
     "INSERT INTO outbox (device_seq, event_id, body, status, server_seq, created_at)"
@@ -73,17 +63,8 @@ def parse_pulled(bodies: list[dict[str, Any]]) -> list[EventBase]:
     One validation call for the whole page; if it fails, the events are parsed
     one by one so that the error is the one ``parse_event`` raises.
     """
-    if all(
-        type(b.get("schema_version")) is int
-        and b["schema_version"] == SCHEMA_VERSION
-        and b.get("type") in EVENT_TYPES
-        for b in bodies
-    ):
-        try:
-            return list[EventBase](_PAGE.validate_python(bodies))
-        except (ValidationError, InvalidValue):
-            pass
-    return [parse_event(b) for b in bodies]
+    page = validate_events(bodies)
+    return [parse_event(b) for b in bodies] if page is None else page
 
 
 def store_confirmed(conn: Connection, rows: Iterable[tuple[int, str, str, str | None]]) -> None:

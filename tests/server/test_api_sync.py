@@ -244,6 +244,13 @@ def test_a_malformed_event_is_422_naming_index_and_field_and_nothing_is_applied(
     response = desk.push(console, [foreign])
     assert response.status_code == 422
     assert (response.json()["index"], response.json()["field"]) == (0, "device_id")
+    # The first event with a problem is named, whichever kind of problem it has.
+    cases = [([good, foreign, bad], (1, "device_id")), ([bad, foreign], (0, "counter_id"))]
+    for batch, first in cases:
+        response = desk.push(console, batch)
+        assert response.status_code == 422
+        assert (response.json()["index"], response.json()["field"]) == first
+    assert desk.stored_events() == 0
 
 
 def test_another_tenants_branch_is_404(desk: Desk) -> None:

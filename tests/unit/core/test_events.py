@@ -28,6 +28,7 @@ from core.events import (
     event_to_dict,
     event_to_json,
     parse_event,
+    validate_events,
 )
 from core.values import Channel, Outcome, TransferPosition
 
@@ -292,3 +293,32 @@ def test_events_are_immutable():
     event = ONE_OF_EACH[2]
     with pytest.raises(ValueError, match="frozen"):
         event.ticket_id = "other"
+
+
+def test_a_batch_validated_in_one_call_gives_what_parse_event_gives_each():
+    bodies = [event_to_dict(e) for e in ONE_OF_EACH]
+    assert validate_events(bodies) == [parse_event(b) for b in bodies]
+    assert validate_events([]) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        issued(schema_version=True),
+        issued(schema_version=1.0),
+        issued(schema_version=None),
+        issued(type="ticket.teleported"),
+        issued(priority=True),
+        issued(occurred_at=1709283600),
+        issued(occurred_at="9999-12-31T23:00:00-05:00"),
+        issued(number="A0"),
+        issued(customer={"email": "ada"}),
+        issued(colour="red"),
+        "not an object",
+    ],
+)
+def test_a_batch_with_any_event_parse_event_refuses_is_left_to_parse_event(bad):
+    """None (parse one by one for the error) wherever that event sits in the batch."""
+    good = [event_to_dict(e) for e in ONE_OF_EACH[:3]]
+    for at in range(len(good) + 1):
+        assert validate_events([*good[:at], bad, *good[at:]]) is None
