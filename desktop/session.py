@@ -254,7 +254,7 @@ class Authenticator:
             return self.session
         await self.close()
         self._client = httpx.AsyncClient(
-            base_url=server_url, timeout=self._timeout, verify=client_verify()
+            base_url=server_url, timeout=self._timeout, verify=client_verify(True, server_url)
         )
         self.session = AuthSession(self._client, self.store)
         return self.session

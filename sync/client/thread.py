@@ -249,7 +249,7 @@ class SyncThread:
             async with httpx.AsyncClient(
                 base_url=config.server_url,
                 timeout=config.http_timeout_s,
-                verify=client_verify(config.verify),
+                verify=client_verify(config.verify, config.server_url),
                 trust_env=config.trust_env,
             ) as client:
                 session = _LazySession(config.session_factory, client)
