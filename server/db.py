@@ -15,12 +15,13 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Dialect, Engine, Executable, Uuid, create_engine, event
+from sqlalchemy import Dialect, Engine, Executable, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -319,10 +320,11 @@ class DriverQuery:
 
 def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
     process = type_.dialect_impl(dialect).bind_processor(dialect)
-    if process is None or not isinstance(type_, Uuid):
+    if process is None or not _immutable_values(type_):
         return process
-    # The rows of one write name the same tenant, branch and device: their hex
-    # text (a Python-level property of UUID) is worked out once.
+    # The rows of one write repeat the same tenant, branch, device and "now": the
+    # driver value of a repeated UUID or time is worked out once. Only immutable
+    # values: a mutable one (a JSON dict) may change between two writes.
     last: list[tuple[Any, Any]] = [(None, process(None))]
 
     def remembering(value: Any) -> Any:
@@ -334,6 +336,13 @@ def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any],
         return result
 
     return remembering
+
+
+def _immutable_values(type_: TypeEngine[Any]) -> bool:
+    try:
+        return issubclass(type_.python_type, (uuid.UUID, datetime))
+    except NotImplementedError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)

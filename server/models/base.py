@@ -50,6 +50,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=False)
     cache_ok = True
 
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
@@ -63,24 +67,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
         to_naive = self.process_bind_param
-        # The last value and its text: the log and the projection stamp every row
-        # of a batch with the same "now". One tuple, so threads read a matching pair.
-        last: list[tuple[datetime | None, str | None]] = [(None, None)]
 
         # SQLite's DATETIME text (SQLAlchemy's default storage format) straight from
         # isoformat: the same text, without a format dict per value; the log and
         # the projection write several times per event.
         def process(value: datetime | None) -> str | None:
-            seen, text = last[0]
-            if value is seen:
-                return text
             if isinstance(value, datetime):
                 zone = value.tzinfo
                 # UTC, or a zone at UTC such as a parsed "Z" (the usual cases).
                 if zone is UTC or (zone is not None and zone.utcoffset(value) == _NO_OFFSET):
-                    text = value.isoformat(" ", "microseconds")[:26]  # without "+00:00"
-                    last[0] = (value, text)
-                    return text
+                    return value.isoformat(" ", "microseconds")[:26]  # without "+00:00"
             naive = to_naive(value, dialect)
             return None if naive is None else naive.isoformat(" ", "microseconds")
 

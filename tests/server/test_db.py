@@ -382,7 +382,8 @@ def test_driver_queries_take_one_parameter_and_the_statements_own_values(
 def test_driver_query_rows_keep_their_own_uuids_when_values_alternate(
     session_factory: sessionmaker[Session],
 ) -> None:
-    """A batch whose rows alternate between ids (and repeat one) stores each row's own."""
+    """A batch whose rows alternate between ids and times (and repeat them) stores each
+    row's own: repeated values are converted once, never taken from another row."""
     first, second = _add_branch(session_factory), _add_branch(session_factory)
     with session_scope(session_factory) as session:
         tenants = dict(session.execute(select(Branch.id, Branch.tenant_id)).all())
@@ -390,17 +391,21 @@ def test_driver_query_rows_keep_their_own_uuids_when_values_alternate(
     names += ("prev_hash", "row_hash")
     write = DriverQuery(AuditLog.__table__.insert().values({n: bindparam(n) for n in names}))
     at = datetime.datetime(2026, 3, 2, 9, 30, tzinfo=datetime.UTC)
-    common = {"at": at, "actor_type": "system", "action": "test", "result": "success"}
+    later = at + datetime.timedelta(seconds=1)
+    common = {"actor_type": "system", "action": "test", "result": "success"}
     common |= {"details": {}, "prev_hash": "p", "row_hash": "r"}
     order = [first, second, second, first, second]
-    rows = [{**common, "tenant_id": tenants[b], "seq": n} for n, b in enumerate(order)]
+    times = {first: at, second: later}
+    rows = [
+        {**common, "tenant_id": tenants[b], "at": times[b], "seq": n} for n, b in enumerate(order)
+    ]
     with session_scope(session_factory) as session:
         write.execute_many(session.connection(), rows)
     with session_scope(session_factory) as session:
         stored = session.execute(
-            select(AuditLog.seq, AuditLog.tenant_id).where(AuditLog.action == "test")
+            select(AuditLog.seq, AuditLog.tenant_id, AuditLog.at).where(AuditLog.action == "test")
         ).all()
-    assert sorted(stored) == [(n, tenants[b]) for n, b in enumerate(order)]
+    assert sorted(stored) == [(n, tenants[b], times[b]) for n, b in enumerate(order)]
 
 
 def test_driver_queries_refuse_statements_whose_text_depends_on_the_parameters(

@@ -132,8 +132,8 @@ def test_utc_datetime_writes_sqlite_text_exactly_as_sqlalchemy_does(value: datet
 
 
 def test_utc_datetime_sqlite_text_follows_each_value_not_the_one_before() -> None:
-    """The processor keeps the last value's text for a batch stamped with one "now";
-    equal instants in other zones, other values and None each get their own text."""
+    """Repeated values, equal instants in other zones, other values and None each get
+    their own text, in any order."""
     dialect = sqlite.dialect()
     process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
     assert process is not None
