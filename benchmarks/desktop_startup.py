@@ -56,20 +56,21 @@ USER: Final = "staff1"
 def child_console(data_dir: str) -> None:
     """Run the console on ``data_dir`` with the keyring entries read from stdin."""
     entries = json.loads(sys.stdin.readline())
+    # In the order ``python -m desktop`` imports them: the package (whose __init__
+    # keeps httpx's command-line client from loading), then desktop.app (which
+    # imports the non-Qt modules before PySide6).
+    from desktop import app as desktop_app  # isort: skip
     import keyring
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
 
+    from desktop.console import Console
     from sync.client.credentials import InMemoryKeyring
 
     backend = InMemoryKeyring()
     for service, username, secret in entries:
         backend.set_password(service, username, secret)
     keyring.set_keyring(backend)
-
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
-
-    from desktop import app as desktop_app
-    from desktop.console import Console
 
     entered = Console.enter
 

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.events import build_validators
 from server.api import (
     api_keys,
     audit_log,
@@ -217,6 +218,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        build_validators()  # at startup, not in the first request that parses an event
         engine = make_engine(
             settings.database_url,
             pool_size=settings.db_pool_size,

@@ -29,6 +29,7 @@ from typing import Self
 
 import httpx
 
+from core.events import build_validators
 from sync.client.api import SignedOut, SyncApi, TokenSource
 from sync.client.auth import AuthSession, WrongCredentials
 from sync.client.cache import LocalCache
@@ -262,6 +263,7 @@ class SyncThread:
                     settings=config.settings,
                 )
                 self._ready.set()
+                build_validators()  # here, not in the UI thread: before the first pull
                 await self._engine.run()
         finally:
             if self._owns_cache:

@@ -1,6 +1,8 @@
 """Queue events on the wire: JSON round trips, stable output, and precise refusals."""
 
 import json
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta, timezone
 from uuid import UUID
 
@@ -322,3 +324,25 @@ def test_a_batch_with_any_event_parse_event_refuses_is_left_to_parse_event(bad):
     good = [event_to_dict(e) for e in ONE_OF_EACH[:3]]
     for at in range(len(good) + 1):
         assert validate_events([*good[:at], bad, *good[at:]]) is None
+
+
+def test_validators_are_built_at_first_use_or_by_build_validators():
+    # A console shows its window before it parses or creates any event, so importing
+    # the events builds no validator; build_validators (or a first use) does.
+    script = """
+import core.events as ev
+types = (ev.Customer, *ev.EVENT_TYPES.values())
+assert not any(t.__pydantic_complete__ for t in types), "built at import"
+ev.TicketRecalled(id=ev.UUID(int=1), branch_id="b", occurred_at="2026-01-01T09:00:00Z",
+                  ticket_id="t", counter_id="c")
+assert ev.TicketRecalled.__pydantic_complete__
+assert not ev.TicketIssued.__pydantic_complete__, "one type's first use built another"
+ev.build_validators()
+assert all(t.__pydantic_complete__ for t in types), "build_validators left some unbuilt"
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
