@@ -249,10 +249,12 @@ def test_shutting_down_waits_for_a_background_round_under_way(
     """The service ends while a background round runs in its worker thread: shutdown
     waits for the round's current step instead of leaving the thread working (and
     a connection checked out) after the engine was disposed."""
-    running, seen_stop = threading.Event(), threading.Event()
+    running, seen_stop, seeded = threading.Event(), threading.Event(), threading.Event()
     ended: list[float] = []
 
     def slow_round(factory: Any, stop: threading.Event | None = None) -> int:
+        if not seeded.is_set():  # a round holding the write lock would block the seeding
+            return 0
         with session_scope(factory) as session:
             session.execute(select(Branch.id)).all()  # a connection is checked out
             running.set()
@@ -267,6 +269,7 @@ def test_shutting_down_waits_for_a_background_round_under_way(
 
     monkeypatch.setattr(kpi_facts, "catch_up_stale", slow_round)
     with running_app(db_url, kpi_facts_interval_s=0.01) as world:
+        seeded.set()
         assert running.wait(10)
         engine = world.app.state.engine
     shut_at = time.monotonic()
