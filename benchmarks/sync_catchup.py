@@ -6,7 +6,9 @@ The service runs under uvicorn on a temporary SQLite database with 20 counters
 in batches of 500, untimed. A console's cache (:class:`sync.client.cache.LocalCache`)
 pulls with :class:`sync.client.api.SyncApi`, page by page (``DEFAULT_PULL_LIMIT``
 events, reference data only when its version changed), and applies each page
-with ``LocalCache.apply_pull`` until ``has_more`` is false.
+with ``LocalCache.apply_pull`` until ``has_more`` is false: the sync engine's own
+loop, :func:`sync.client.engine.pull_to_head`, which asks for the next page
+before it applies the current one.
 
 (a) catch-up: a console that was offline while 16,000 events were pushed
     (4,000 with ``--quick``). value = seconds until it has converged, target <= 5 s.
@@ -45,6 +47,7 @@ from sync.client.api import SyncApi
 from sync.client.auth import AuthSession
 from sync.client.cache import LocalCache
 from sync.client.credentials import MemoryCredentialStore
+from sync.client.engine import pull_to_head
 
 COUNTERS: Final = 20
 TARGET_CATCHUP_S: Final = 5.0
@@ -53,16 +56,11 @@ DEVICES: Final = 4  # other consoles taking turns to push
 
 
 async def catch_up(api: SyncApi, cache: LocalCache) -> tuple[float, int]:
-    """Pull and apply pages until the head; (seconds, events applied)."""
+    """Pull and apply pages until the head, as the sync engine does; (seconds, events)."""
     branch, device = uuid.UUID(cache.branch_id), uuid.UUID(cache.device_id)
-    applied, started = 0, time.perf_counter()
-    while True:
-        page = await api.pull(
-            branch, cache.cursor(), device_id=device, ref_version=cache.reference_version()
-        )
-        applied += cache.apply_pull(page).stored
-        if not page.has_more:
-            return time.perf_counter() - started, applied
+    started = time.perf_counter()
+    applied = await pull_to_head(api, cache, branch, device)
+    return time.perf_counter() - started, applied
 
 
 async def transfer_only(api: SyncApi, cache: LocalCache, after: int, ref: str | None) -> float:

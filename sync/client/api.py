@@ -232,7 +232,13 @@ class SyncApi:
         device_id: uuid.UUID,
         limit: int = DEFAULT_PULL_LIMIT,
         ref_version: str | None = None,
+        sent: asyncio.Event | None = None,
     ) -> PullResponse:
+        """One page of the branch's log after ``after``.
+
+        ``sent`` is set once the request is on the wire (the answer may still be on
+        its way), for a caller that wants the service to work while it does.
+        """
         params: dict[str, str | int] = {
             "branch_id": str(branch_id),
             "after": after,
@@ -241,7 +247,8 @@ class SyncApi:
         }
         if ref_version is not None:
             params["ref_version"] = ref_version
-        response = await self._call("GET", "/pull", device_id, params=params)
+        extensions = None if sent is None else {"trace": _setting_when_sent(sent)}
+        response = await self._call("GET", "/pull", device_id, params=params, extensions=extensions)
         return _parse(PullResponse, response)
 
     async def leases(self, request: LeaseRequest) -> LeaseResponse:
@@ -325,6 +332,16 @@ class SyncApi:
             return await self._client.request(method, url, headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise transport_failure(exc) from exc
+
+
+def _setting_when_sent(sent: asyncio.Event) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpcore ``trace`` hook that sets ``sent`` when a request's body was sent."""
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name.endswith(".send_request_body.complete"):
+            sent.set()
+
+    return trace
 
 
 def _headers(token: str, device_id: uuid.UUID) -> dict[str, str]:

@@ -361,20 +361,19 @@ class SyncEngine:
         self._batch = self.settings.push_batch
 
     async def _pull_all(self) -> None:
-        while True:
-            page = await self._exchange(
-                self.api.pull(
-                    self.branch_id,
-                    self.cache.cursor(),
-                    device_id=self.device_id,
-                    limit=self.settings.pull_limit,
-                    ref_version=self.cache.reference_version(),
-                )
-            )
+        def pulled(applied: AppliedPull) -> None:
+            self._online()
             self.stats.pulls += 1
-            self._applied(self.cache.apply_pull(page))
-            if not page.has_more:
-                return
+            self._applied(applied)
+
+        await pull_to_head(
+            self.api,
+            self.cache,
+            self.branch_id,
+            self.device_id,
+            limit=self.settings.pull_limit,
+            on_page=pulled,
+        )
 
     async def _top_up_leases(self) -> None:
         have = self.cache.lease_needs()
@@ -514,6 +513,66 @@ class SyncEngine:
         pending = self.cache.outbox_size()
         kept = f" {pending} unsent change(s) are kept until you sign in again." if pending else ""
         self._alert(Alert("signed_out", "error", f"{exc}{kept}"))
+
+
+async def pull_to_head(
+    api: SyncApi,
+    cache: LocalCache,
+    branch_id: uuid.UUID,
+    device_id: uuid.UUID,
+    *,
+    limit: int = DEFAULT_PULL_LIMIT,
+    on_page: Callable[[AppliedPull], None] | None = None,
+) -> int:
+    """Pull and apply pages until the head of the branch's log; the events stored.
+
+    The next page is asked for before the current one is applied, as soon as the
+    current one says there is more: once that request is on the wire the service
+    reads and sends the next page while this side folds and stores the current one,
+    so a first sync or the catch-up after an outage takes about the longer of the
+    two per page rather than their sum. Pages overlapping what the live stream
+    applied meanwhile are harmless: ``apply_pull`` skips events at or below the
+    cache's cursor. ``on_page`` is called after each page is applied.
+    """
+    ref = cache.reference_version()
+
+    def ask(after: int) -> tuple[asyncio.Future[PullResponse], asyncio.Event]:
+        sent = asyncio.Event()
+        call = api.pull(
+            branch_id, after, device_id=device_id, limit=limit, ref_version=ref, sent=sent
+        )
+        return asyncio.ensure_future(call), sent
+
+    ahead, _ = ask(cache.cursor())
+    stored = 0
+    try:
+        while True:
+            page = await ahead
+            if page.reference is not None:
+                ref = page.reference.version
+            if page.has_more:
+                ahead, sent = ask(page.cursor)
+                await _sent_or_done(sent, ahead)
+            applied = cache.apply_pull(page)
+            stored += applied.stored
+            if on_page is not None:
+                on_page(applied)
+            if not page.has_more:
+                return stored
+    finally:
+        if not ahead.done():
+            ahead.cancel()  # a page no one will apply (this one failed, or we were stopped)
+        elif not ahead.cancelled():
+            ahead.exception()  # retrieved: its failure, if any, is not the one to report
+
+
+async def _sent_or_done(sent: asyncio.Event, call: asyncio.Future[_T]) -> None:
+    """Until ``sent`` is set (the request went out) or ``call`` ended, whichever is first."""
+    waiting = asyncio.ensure_future(sent.wait())
+    try:
+        await asyncio.wait((waiting, call), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
 
 
 async def _first(*waits: Awaitable[object]) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,8 +13,11 @@ import pytest_asyncio
 
 from sync.client.api import Heartbeat, Rejected, SeqGap, SyncApi
 from sync.client.auth import AuthSession
+from sync.client.cache import LocalCache
 from sync.client.credentials import MemoryCredentialStore
-from sync.protocol import LeaseRequest, PushRequest, StreamMessage
+from sync.client.engine import pull_to_head
+from sync.client.views import AppliedPull
+from sync.protocol import LeaseRequest, PullResponse, PushRequest, StreamMessage
 from tests.integration.sync_client.conftest import Server
 from tests.server.api_support import PASSWORD, TENANT
 from tests.server.sync_events import Console
@@ -117,3 +122,100 @@ async def test_the_stream_catches_up_then_beats(
     assert [e.event["id"] for e in first.events] == [issued["id"]]
     assert first.cursor == pushed.server_seq
     assert items[-1] == Heartbeat(cursor=pushed.server_seq)
+
+
+# -- the sync engine's pull loop: the next page is asked for first ---------------------
+
+
+async def push_tickets(server: Server, api: SyncApi, console: Console, count: int) -> int:
+    events = [console.issue(server.ids["service_id"], f"B{n:03d}") for n in range(1, count + 1)]
+    pushed = await api.push(PushRequest.model_validate(console.body(events)))
+    assert [r.status for r in pushed.results] == ["accepted"] * count
+    return pushed.server_seq
+
+
+async def test_each_next_page_is_requested_before_the_current_one_is_applied(
+    server: Server,
+    api: SyncApi,
+    console: Console,
+    calls: list[str],
+    tmp_path: Path,
+) -> None:
+    head = await push_tickets(server, api, console, 7)
+    cache = LocalCache.open(tmp_path / "cache.sqlite3", str(console.branch_id))
+    requested_at_apply: list[int] = []
+    applied_pages: list[int] = []
+    apply = cache.apply_pull
+
+    def noting(page: PullResponse) -> AppliedPull:
+        requested_at_apply.append(sum(path.endswith("/sync/pull") for path in calls))
+        return apply(page)
+
+    cache.apply_pull = noting  # type: ignore[method-assign]
+    try:
+        calls.clear()
+        stored = await pull_to_head(
+            api,
+            cache,
+            console.branch_id,
+            console.id,
+            limit=2,
+            on_page=lambda applied: applied_pages.append(applied.stored),
+        )
+
+        assert stored == 7
+        assert applied_pages == [2, 2, 2, 1]
+        # Pages 1 to 3 say there is more: the next one was on its way before each was
+        # applied; the last says there is none, so nothing more was asked for.
+        assert requested_at_apply == [2, 3, 4, 4]
+        assert sum(path.endswith("/sync/pull") for path in calls) == 4
+        assert cache.cursor() == head
+        assert sum(len(q) for q in cache.waiting_by_service().values()) == 7
+    finally:
+        cache.close()
+
+
+async def test_pull_reports_when_its_request_went_out(
+    client: httpx.AsyncClient,
+    api: SyncApi,
+    console: Console,
+) -> None:
+    sent = asyncio.Event()
+    sent_before_answer: list[bool] = []
+
+    async def answered(response: httpx.Response) -> None:
+        sent_before_answer.append(sent.is_set())
+
+    client.event_hooks["response"].append(answered)
+    page = await api.pull(console.branch_id, 0, device_id=console.id, sent=sent)
+
+    assert not page.has_more
+    assert sent_before_answer == [True]  # set once the request was sent, before any answer
+
+
+async def test_a_failing_next_page_stops_after_the_current_one_is_applied(
+    server: Server,
+    api: SyncApi,
+    console: Console,
+    tmp_path: Path,
+) -> None:
+    await push_tickets(server, api, console, 3)
+    cache = LocalCache.open(tmp_path / "cache.sqlite3", str(console.branch_id))
+    real_pull = api.pull
+    pulls = 0
+
+    async def second_fails(*args: object, **kwargs: object) -> PullResponse:
+        nonlocal pulls
+        pulls += 1
+        if pulls == 2:
+            raise RuntimeError("the link broke")
+        return await real_pull(*args, **kwargs)  # type: ignore[arg-type]
+
+    api.pull = second_fails  # type: ignore[method-assign]
+    try:
+        with pytest.raises(RuntimeError, match="the link broke"):
+            await pull_to_head(api, cache, console.branch_id, console.id, limit=2)
+        assert cache.cursor() > 0  # the first page was applied all the same
+        assert sum(len(q) for q in cache.waiting_by_service().values()) == 2
+    finally:
+        cache.close()
