@@ -47,7 +47,7 @@ from server.api import (
 )
 from server.api.problems import PROBLEM_RESPONSES, Problem, install, problem_response
 from server.config import Settings, get_settings
-from server.db import make_engine, make_session_factory, parse_database_url
+from server.db import make_engine, make_session_factory, parse_database_url, write_queue
 from server.migrate import current_revision, head_revision
 from server.request_gate import RequestGate, in_flight_limit
 from server.services.keys import KeyRingSource
@@ -226,6 +226,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
+        app.state.write_queue = write_queue(engine)
         app.state.keys = KeyRingSource(app.state.session_factory)
         app.state.read_session_factory = make_session_factory(engine, read_only=True)
         stop_facts = threading.Event()

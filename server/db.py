@@ -8,10 +8,12 @@ PostgreSQL through psycopg 3 (the system of record when scaled out).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,9 +96,15 @@ def make_engine(
                     f"cannot create the folder {str(folder)!r} of the SQLite database: "
                     f"{exc.strerror or exc}"
                 ) from exc
-        lock = _sqlite_write_lock(database)
+        queue = _sqlite_write_queue(database)
+        # A file's pool hands out the most recently returned connection first (see
+        # SQLiteWriteQueue); an in-memory database has one connection per thread.
+        pool = {"pool_use_lifo": True} if queue is not None else {}
         engine = create_engine(
-            parsed, echo=echo, connect_args={"factory": _writer_connection_class(lock)}
+            parsed,
+            echo=echo,
+            connect_args={"factory": _writer_connection_class(queue)},
+            **pool,
         )
         _install_sqlite_hooks(engine, foreign_keys=sqlite_foreign_keys)
         return engine
@@ -116,41 +124,189 @@ def make_engine(
     )
 
 
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
-_WRITE_LOCKS_MUTEX = threading.Lock()
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    """A writer in line: a thread blocked on ``event``, or a task of ``loop`` on ``future``."""
+
+    event: threading.Event | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[None] | None = None
+    granted: bool = False
 
 
-def _sqlite_write_lock(database: str) -> threading.Lock | None:
-    """The in-process lock every writer of this SQLite file takes before ``BEGIN IMMEDIATE``.
+class SQLiteWriteQueue:
+    """The writers of one SQLite file in this process, one at a time, first come first served.
 
     SQLite's busy handler makes a waiting writer poll with growing sleeps (up to
-    100 ms), so with many request threads the lock sits free while they all
+    100 ms), so with many request threads the write lock sits free while they all
     sleep: the service idles and the slowest requests wait for nothing. Writers
-    of one process queue on this lock instead and start the moment it is free;
-    busy_timeout still arbitrates between processes. One lock per file, shared by
-    every engine of the process. In-memory databases are private to a connection
-    and need none.
+    of one process line up here instead, and the turn passes straight to the
+    next in line; busy_timeout still arbitrates between processes. Threads and
+    tasks of the event loop wait in the same line (:meth:`take`, :meth:`turn`,
+    :meth:`wait_turn`), so neither kind can starve the other.
+
+    A writer's turn is taken in one of two ways:
+
+    * by a connection, when it begins its transaction (``BEGIN IMMEDIATE``), and
+      given back when that transaction ends (:func:`_writer_connection_class`);
+    * for a whole unit of work in one thread (:meth:`turn`, :meth:`wait_turn`),
+      from before a pooled connection is checked out to after it is returned. A
+      connection beginning in that thread then finds the turn its own. The pool
+      hands out its most recently returned connection first, so the next writer
+      gets the last writer's connection: SQLite drops a connection's page cache
+      whenever another connection has written since its last transaction, so
+      writers taking turns on one connection read what they need from memory.
+
+    A nested writer in a thread that holds the turn (a second connection, while
+    the first is in its transaction) waits as SQLite would, then fails the same way.
+    """
+
+    def __init__(self, timeout_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
+        self.timeout_s = timeout_s
+        self._mutex = threading.Lock()
+        self._busy = False
+        self._line: deque[_Waiter] = deque()
+        self._holder: int | None = None  # the thread holding a unit-of-work turn
+
+    def locked(self) -> bool:
+        """Whether some writer holds the turn now."""
+        return self._busy
+
+    def take(self) -> bool:
+        """Wait for the turn, for one connection's transaction.
+
+        False when this thread holds a unit-of-work turn already: the transaction
+        runs in it, and the unit gives it back. Raises ``database is locked`` after
+        the busy timeout, as SQLite would.
+        """
+        if self._holder == threading.get_ident():
+            return False
+        self._wait_in_thread()
+        return True
+
+    def release(self) -> None:
+        """Give back a turn: to the next in line, if any."""
+        with self._mutex:
+            while self._line:
+                waiter = self._line.popleft()
+                waiter.granted = True
+                if waiter.event is not None:
+                    waiter.event.set()
+                    return
+                assert waiter.loop is not None
+                try:
+                    waiter.loop.call_soon_threadsafe(self._hand_over, waiter)
+                except RuntimeError:  # that loop is closed: nobody is waiting there
+                    continue
+                return
+            self._busy = False
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the turn for a unit of work in this thread, waiting for it if need be."""
+        if self._holder == threading.get_ident():
+            yield  # nested in this thread's own turn
+            return
+        self._wait_in_thread()
+        self._holder = threading.get_ident()
+        try:
+            yield
+        finally:
+            self.end_turn()
+
+    async def wait_turn(self) -> None:
+        """Wait in line without blocking the event loop; then hold the turn in its thread.
+
+        The caller runs its unit of work without awaiting anything and then calls
+        :meth:`end_turn`. Raises ``database is locked`` after the busy timeout.
+        """
+        loop = asyncio.get_running_loop()
+        with self._mutex:
+            if not self._busy:
+                self._busy = True
+                self._holder = threading.get_ident()
+                return
+            waiter = _Waiter(loop=loop, future=loop.create_future())
+            self._line.append(waiter)
+        future = waiter.future
+        assert future is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
+        except BaseException as exc:
+            with self._mutex:
+                if not waiter.granted:
+                    self._line.remove(waiter)
+                    waiter.future = None  # nothing will be handed over
+                    given = False
+                else:
+                    given = True
+            if given:
+                # Handed over, or about to be: pass the turn on once it arrives.
+                future.add_done_callback(lambda _: self.release())
+            if isinstance(exc, TimeoutError):
+                raise sqlite3.OperationalError("database is locked") from None
+            raise
+        self._holder = threading.get_ident()
+
+    def _hand_over(self, waiter: _Waiter) -> None:
+        # In the waiter's loop, with the turn already granted to it.
+        if waiter.future is not None and not waiter.future.done():
+            waiter.future.set_result(None)
+
+    def end_turn(self) -> None:
+        """Give back a unit-of-work turn."""
+        self._holder = None
+        self.release()
+
+    def _wait_in_thread(self) -> None:
+        with self._mutex:
+            if not self._busy:
+                self._busy = True
+                return
+            waiter = _Waiter(event=threading.Event())
+            self._line.append(waiter)
+        assert waiter.event is not None
+        if waiter.event.wait(self.timeout_s):
+            return
+        with self._mutex:
+            if waiter.granted:
+                return  # handed over just as the wait ended
+            self._line.remove(waiter)
+        raise sqlite3.OperationalError("database is locked")
+
+
+_WRITE_QUEUES: dict[str, SQLiteWriteQueue] = {}
+_WRITE_QUEUES_MUTEX = threading.Lock()
+
+
+def _sqlite_write_queue(database: str) -> SQLiteWriteQueue | None:
+    """The write queue of this SQLite file: one per file, shared by every engine of the process.
+
+    In-memory databases are private to a connection and need none.
     """
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     key = str(Path(database).expanduser().resolve())
-    with _WRITE_LOCKS_MUTEX:
-        return _WRITE_LOCKS.setdefault(key, threading.Lock())
+    with _WRITE_QUEUES_MUTEX:
+        return _WRITE_QUEUES.setdefault(key, SQLiteWriteQueue())
 
 
-def _writer_connection_class(lock: threading.Lock | None) -> type[sqlite3.Connection]:
-    """A DBAPI connection class holding ``lock`` from ``BEGIN IMMEDIATE`` to the end."""
+def write_queue(engine: Engine) -> SQLiteWriteQueue | None:
+    """The write queue of ``engine``'s SQLite file; None for PostgreSQL and in-memory SQLite."""
+    if engine.dialect.name != "sqlite":
+        return None
+    return _sqlite_write_queue(engine.url.database or "")
+
+
+def _writer_connection_class(queue: SQLiteWriteQueue | None) -> type[sqlite3.Connection]:
+    """A DBAPI connection class holding a turn of ``queue`` from ``BEGIN IMMEDIATE`` to the end."""
 
     class WriterConnection(sqlite3.Connection):
-        _holds_write_lock = False
+        _holds_turn = False
 
         def begin_immediate(self) -> None:
-            if lock is not None and not self._holds_write_lock:
-                # A writer nested in another writer's transaction on the same thread
-                # waits as long as SQLite would have, then fails the same way.
-                if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-                    raise sqlite3.OperationalError("database is locked")
-                self._holds_write_lock = True
+            if queue is not None and not self._holds_turn:
+                self._holds_turn = queue.take()
             try:
                 self.execute("BEGIN IMMEDIATE")
             except BaseException:
@@ -176,9 +332,9 @@ def _writer_connection_class(lock: threading.Lock | None) -> type[sqlite3.Connec
                 self._release()
 
         def _release(self) -> None:
-            if self._holds_write_lock and lock is not None:
-                self._holds_write_lock = False
-                lock.release()
+            if self._holds_turn and queue is not None:
+                self._holds_turn = False
+                queue.release()
 
     return WriterConnection
 

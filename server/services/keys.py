@@ -120,7 +120,10 @@ def rotate_keys(session: Session, *, now: datetime | None = None) -> SigningKey:
 class KeyRingSource:
     """The ring one server process signs and verifies with, kept in step with the table.
 
-    Thread-safe: request handlers run on a thread pool.
+    Thread-safe: request handlers run on a thread pool. :meth:`fresh_ring` never
+    waits, not even for the lock a reload holds while it reads the table: the event
+    loop calls it, and on SQLite a reload waits in line for the writer's turn
+    behind requests that only the event loop can run.
     """
 
     def __init__(
@@ -136,35 +139,35 @@ class KeyRingSource:
         self._factory = session_factory
         self._clock = clock
         self._lock = threading.Lock()
-        self._ring: KeyRing | None = None
-        self._loaded_at = 0.0
+        # (ring, monotonic time of its load), replaced in one assignment under _lock
+        # and read without it.
+        self._loaded: tuple[KeyRing, float] | None = None
         self.verified = VerifiedTokens()  # bearer tokens this process has checked
 
     def _load(self) -> KeyRing:
         # Called with the lock held, so concurrent requests wait for one load.
         with session_scope(self._factory) as session:
             ring = ensure_keyring(session)
-        self._ring, self._loaded_at = ring, self._clock()
+        self._loaded = (ring, self._clock())
         return ring
 
     def ring(self) -> KeyRing:
         """The current ring, reloaded when older than ``refresh_interval_s``."""
         with self._lock:
-            ring = self._ring
-            if ring is None or self._clock() - self._loaded_at >= self.refresh_interval_s:
-                ring = self._load()
-            return ring
+            if self._due(self.refresh_interval_s):
+                return self._load()
+            assert self._loaded is not None
+            return self._loaded[0]
 
     def fresh_ring(self) -> KeyRing | None:
         """The ring in memory if it needs no reload now; None when :meth:`ring` would read.
 
         For the event loop, which must not wait on the database.
         """
-        with self._lock:
-            ring = self._ring
-            if ring is None or self._clock() - self._loaded_at >= self.refresh_interval_s:
-                return None
-            return ring
+        loaded = self._loaded
+        if loaded is None or self._clock() - loaded[1] >= self.refresh_interval_s:
+            return None
+        return loaded[0]
 
     def reload_for(self, kid: str) -> KeyRing | None:
         """Reload because a token names ``kid``; the new ring if it knows the kid.
@@ -173,7 +176,13 @@ class KeyRingSource:
         is read and the answer comes from the ring in memory.
         """
         with self._lock:
-            ring = self._ring
-            if ring is None or self._clock() - self._loaded_at >= self.min_reload_interval_s:
+            if self._due(self.min_reload_interval_s):
                 ring = self._load()
+            else:
+                assert self._loaded is not None
+                ring = self._loaded[0]
         return ring if ring.verification_key(kid) is not None else None
+
+    def _due(self, interval_s: float) -> bool:
+        loaded = self._loaded
+        return loaded is None or self._clock() - loaded[1] >= interval_s

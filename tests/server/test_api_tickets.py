@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from core.permissions import DEVICE, STAFF
 from server.models import AuditLog, User
@@ -337,3 +338,133 @@ def test_pausing_needs_a_reason(desk: Desk) -> None:
 def test_unauthenticated_calls_are_401(desk: Desk) -> None:
     _problem(desk.world.client.post(f"/api/v1/counters/{desk.c1}/call-next"), 401)
     _problem(desk.world.client.get(f"/api/v1/tickets/{uuid.uuid4()}"), 401)
+
+
+# --- where the work runs (SQLite) ----------------------------------------------------
+
+
+def _threads_beginning(desk: Desk) -> list[str]:
+    """Names of the threads in which the app's sessions begin, collected from now on."""
+    names: list[str] = []
+
+    def note(*_: Any) -> None:
+        names.append(threading.current_thread().name)
+
+    event.listen(desk.world.factory, "after_begin", note)
+    return names
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_queue_work_runs_in_the_event_loop_when_the_writer_turn_is_free(desk: Desk) -> None:
+    began = _threads_beginning(desk)
+    desk.issue()
+    desk.ok(f"/counters/{desk.c1}/open")
+    assert len(began) == 2
+    assert not any(name.startswith("AnyIO worker thread") for name in began), began
+    queue = desk.world.app.state.write_queue
+    assert not queue.locked()  # the turn was given back after each request
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_queue_work_waits_in_line_for_a_busy_writer_without_blocking_the_loop(desk: Desk) -> None:
+    """While another thread writes, a ticket waits its turn and the event loop goes on serving."""
+    queue = desk.world.app.state.write_queue
+    holding, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with queue.turn():
+            holding.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    assert holding.wait(5)
+    began = _threads_beginning(desk)
+    answers: list[httpx.Response] = []
+    issuing = threading.Thread(
+        target=lambda: answers.append(
+            desk.post(
+                f"/branches/{desk.world.branch_id}/tickets",
+                {"service_id": str(desk.accounts), "channel": "walk_in"},
+            )
+        )
+    )
+    try:
+        issuing.start()
+        issuing.join(0.3)
+        assert issuing.is_alive()  # waiting for the turn
+        assert answers == []
+        assert began == []
+        assert desk.world.client.get("/healthz").status_code == 200  # the loop is not blocked
+    finally:
+        release.set()
+        writer.join(5)
+        issuing.join(10)
+    assert [a.status_code for a in answers] == [201], answers[0].text if answers else answers
+    assert len(began) == 1
+    assert not began[0].startswith("AnyIO worker thread"), began
+    assert not queue.locked()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_failing_request_in_the_event_loop_gives_the_writer_turn_back(desk: Desk) -> None:
+    response = desk.post(f"/counters/{desk.c1}/call-next")  # the counter is not open: 409
+    assert response.status_code == 409, response.text
+    assert not desk.world.app.state.write_queue.locked()
+    desk.ok(f"/counters/{desk.c1}/open")  # and the next writer gets it
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_key_ring_reload_waiting_for_its_turn_does_not_hold_up_the_event_loop(
+    desk: Desk,
+) -> None:
+    """The reload holds the ring's lock while it waits in line behind a request of the loop.
+
+    Checking the next request's token must not wait for that lock in the event
+    loop: the request ahead in line could then never run, nor the reload after it.
+    """
+    queue, keys = desk.world.app.state.write_queue, desk.world.app.state.keys
+    holding, release = threading.Event(), threading.Event()
+    answers: dict[str, int] = {}
+
+    def other_writer() -> None:
+        with queue.turn():
+            holding.set()
+            release.wait(10)
+
+    def issue(name: str) -> None:
+        response = desk.post(
+            f"/branches/{desk.world.branch_id}/tickets",
+            {"service_id": str(desk.accounts), "channel": "walk_in"},
+        )
+        answers[name] = response.status_code
+
+    def wait_for_line(length: int) -> None:
+        for _ in range(500):
+            if len(queue._line) >= length:
+                return
+            threading.Event().wait(0.01)
+        raise AssertionError(f"the line never reached {length}")
+
+    desk.issue()  # the caller's token is checked and cached
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    assert holding.wait(5)
+    threads = [threading.Thread(target=issue, args=("first",))]
+    threads[0].start()
+    wait_for_line(1)  # the first request waits in the event loop's line
+    ring, _ = keys._loaded
+    keys._loaded = (ring, -1e9)  # due for a reload
+    threads.append(threading.Thread(target=keys.ring))  # holds the ring's lock, then lines up
+    threads[1].start()
+    wait_for_line(2)
+    threads.append(threading.Thread(target=issue, args=("second",)))
+    threads[2].start()
+    threads[2].join(0.2)
+    release.set()
+    writer.join(5)
+    for thread in threads:
+        thread.join(3)  # well within the 5 s a writer waits before giving up
+    assert not any(thread.is_alive() for thread in threads)
+    assert answers == {"first": 201, "second": 201}
+    assert not queue.locked()

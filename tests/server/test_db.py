@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import sqlite3
 import threading
 import uuid
 from pathlib import Path
@@ -17,11 +19,13 @@ from server.config import Settings, get_settings
 from server.db import (
     DatabaseUrlError,
     DriverQuery,
+    SQLiteWriteQueue,
     as_uuid_value,
     make_engine,
     make_session_factory,
     parse_database_url,
     session_scope,
+    write_queue,
 )
 from server.models import AuditLog, Branch, NumberLease, Tenant, allocate_server_seqs
 
@@ -74,10 +78,10 @@ def test_sqlite_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def _write_lock(path: Path) -> threading.Lock:
-    lock = db_module._WRITE_LOCKS.get(str(path.resolve()))
-    assert lock is not None, "no in-process write lock for this file"
-    return lock
+def _write_lock(path: Path) -> db_module.SQLiteWriteQueue:
+    queue = db_module._WRITE_QUEUES.get(str(path.resolve()))
+    assert queue is not None, "no in-process write queue for this file"
+    return queue
 
 
 def test_sqlite_writers_of_one_process_queue_on_a_lock_not_on_busy_polls(tmp_path: Path) -> None:
@@ -149,6 +153,138 @@ def test_sqlite_write_lock_is_released_by_rollback_after_a_failed_statement(
         assert done.is_set()  # nothing still held the lock
     finally:
         engine.dispose()
+
+
+def test_a_unit_of_work_turn_covers_its_connections_transactions(tmp_path: Path) -> None:
+    """A connection beginning in a thread that holds the turn neither waits nor gives it back."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        queue = write_queue(engine)
+        assert queue is not None
+        with queue.turn():
+            with engine.begin() as conn:  # would wait out the busy timeout if it took the turn
+                conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            assert queue.locked()  # the commit left the turn to the unit of work
+            with engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+        assert not queue.locked()
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
+    finally:
+        engine.dispose()
+
+
+def test_threads_and_event_loop_tasks_wait_for_the_writer_turn_in_one_line() -> None:
+    """First come, first served, whether a writer waits in a thread or in the event loop."""
+    queue = SQLiteWriteQueue()
+    order: list[str] = []
+
+    def thread_writer(name: str, lined_up: threading.Event) -> None:
+        lined_up.set()
+        with queue.turn():
+            order.append(name)
+
+    async def main() -> None:
+        await queue.wait_turn()  # free: taken at once
+        first_thread = threading.Event()
+        threads = [threading.Thread(target=thread_writer, args=("thread 1", first_thread))]
+        threads[0].start()
+        assert first_thread.wait(5)
+        while not queue._line:  # until the thread is in line
+            await asyncio.sleep(0.001)
+
+        async def loop_writer() -> None:
+            await queue.wait_turn()
+            order.append("task")
+            queue.end_turn()
+
+        task = asyncio.create_task(loop_writer())
+        while len(queue._line) < 2:
+            await asyncio.sleep(0.001)
+        second_thread = threading.Event()
+        threads.append(threading.Thread(target=thread_writer, args=("thread 2", second_thread)))
+        threads[1].start()
+        assert second_thread.wait(5)
+        while len(queue._line) < 3:
+            await asyncio.sleep(0.001)
+        assert order == []
+        queue.end_turn()
+        await asyncio.wait_for(task, 5)
+        for thread in threads:
+            await asyncio.to_thread(thread.join, 5)
+
+    asyncio.run(main())
+    assert order == ["thread 1", "task", "thread 2"]
+    assert not queue.locked()
+
+
+def test_a_writer_that_gives_up_waiting_leaves_the_line() -> None:
+    queue = SQLiteWriteQueue(timeout_s=0.2)
+
+    async def main() -> None:
+        await queue.wait_turn()
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            await queue.wait_turn()  # a second task of the loop, while the first holds it
+        cancelled = asyncio.create_task(queue.wait_turn())
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert not queue._line
+        errors: list[BaseException] = []
+
+        def thread_writer() -> None:
+            try:
+                queue.take()
+            except sqlite3.OperationalError as exc:
+                errors.append(exc)
+
+        await asyncio.to_thread(thread_writer)
+        assert [str(e) for e in errors] == ["database is locked"]
+        assert not queue._line
+        queue.end_turn()
+
+    asyncio.run(main())
+    assert not queue.locked()
+    assert queue.take()  # free again
+    queue.release()
+
+
+def test_a_turn_handed_to_a_task_that_was_cancelled_passes_on() -> None:
+    queue = SQLiteWriteQueue()
+
+    async def main() -> None:
+        await queue.wait_turn()
+        waiting = asyncio.create_task(queue.wait_turn())
+        while not queue._line:
+            await asyncio.sleep(0.001)
+        queue.end_turn()  # granted to the waiting task, which has not run yet...
+        waiting.cancel()  # ...and is cancelled before it does
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.sleep(0.01)  # the hand-over callback runs
+        assert not queue.locked()
+        await asyncio.wait_for(queue.wait_turn(), 1)
+        queue.end_turn()
+
+    asyncio.run(main())
+
+
+def test_the_sqlite_pool_hands_out_the_connection_returned_last(tmp_path: Path) -> None:
+    """The next writer gets the last writer's connection, whose page cache is current."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    try:
+        first, second = engine.connect(), engine.connect()
+        last = second.connection.dbapi_connection
+        first.close()
+        second.close()
+        with engine.connect() as again:
+            assert again.connection.dbapi_connection is last
+    finally:
+        engine.dispose()
+    assert write_queue(make_engine("sqlite://")) is None  # in memory: private to a connection
 
 
 # Parametrizing "backend" directly runs a test on one backend only.
