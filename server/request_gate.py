@@ -9,13 +9,15 @@ PostgreSQL pool timeouts: 500s). Queueing requests here, in the event loop and
 before they take a thread, keeps the number in flight below both limits, so the
 holder of any lock can always finish.
 
-SQLite has a single writer, and the writers of one process queue for it on an
-in-process lock in their worker threads (see :mod:`server.db`), each handing it
-straight to the next. A few requests in flight keep that queue fed: while one
-holds the write lock, the next ones are read off the socket, have their tokens
-checked, wait for the lock in a thread, or send their answers. Only one writes
-at a time either way; more in flight would only wait longer, each holding a
-thread and a pooled connection.
+SQLite has a single writer, and the writers of one process wait for it in one
+line (:class:`server.db.SQLiteWriteQueue`), in worker threads or, for the ticket
+and counter routes, in the event loop; each hands it straight to the next. A
+few requests in flight keep that line fed: while one writes, the next ones are
+read off the socket, have their tokens checked, wait in line, or send their
+answers. Only one writes at a time either way; more in flight would only wait
+longer. Fewer writers in flight than the pool has connections also means the
+event loop, holding the turn, never waits for a connection that a writer still
+in line holds.
 """
 
 from __future__ import annotations
