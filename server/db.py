@@ -142,14 +142,14 @@ class SQLiteWriteQueue:
     sleep: the service idles and the slowest requests wait for nothing. Writers
     of one process line up here instead, and the turn passes straight to the
     next in line; busy_timeout still arbitrates between processes. Threads and
-    tasks of the event loop wait in the same line (:meth:`take`, :meth:`turn`,
-    :meth:`wait_turn`), so neither kind can starve the other.
+    tasks of the event loop wait in the same line (:meth:`take`, :meth:`wait_turn`),
+    so neither kind can starve the other.
 
     A writer's turn is taken in one of two ways:
 
     * by a connection, when it begins its transaction (``BEGIN IMMEDIATE``), and
       given back when that transaction ends (:func:`_writer_connection_class`);
-    * for a whole unit of work in one thread (:meth:`turn`, :meth:`wait_turn`),
+    * for a whole unit of work in the event loop's thread (:meth:`wait_turn`),
       from before a pooled connection is checked out to after it is returned. A
       connection beginning in that thread then finds the turn its own. The pool
       hands out its most recently returned connection first, so the next writer
@@ -201,19 +201,6 @@ class SQLiteWriteQueue:
                 return
             self._busy = False
 
-    @contextmanager
-    def turn(self) -> Iterator[None]:
-        """Hold the turn for a unit of work in this thread, waiting for it if need be."""
-        if self._holder == threading.get_ident():
-            yield  # nested in this thread's own turn
-            return
-        self._wait_in_thread()
-        self._holder = threading.get_ident()
-        try:
-            yield
-        finally:
-            self.end_turn()
-
     async def wait_turn(self) -> None:
         """Wait in line without blocking the event loop; then hold the turn in its thread.
 
@@ -236,7 +223,6 @@ class SQLiteWriteQueue:
             with self._mutex:
                 if not waiter.granted:
                     self._line.remove(waiter)
-                    waiter.future = None  # nothing will be handed over
                     given = False
                 else:
                     given = True

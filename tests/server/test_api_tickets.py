@@ -372,9 +372,12 @@ def test_queue_work_waits_in_line_for_a_busy_writer_without_blocking_the_loop(de
     holding, release = threading.Event(), threading.Event()
 
     def other_writer() -> None:
-        with queue.turn():
+        assert queue.take()  # as a connection beginning its transaction does
+        try:
             holding.set()
             release.wait(10)
+        finally:
+            queue.release()
 
     writer = threading.Thread(target=other_writer)
     writer.start()
@@ -428,9 +431,12 @@ def test_a_key_ring_reload_waiting_for_its_turn_does_not_hold_up_the_event_loop(
     answers: dict[str, int] = {}
 
     def other_writer() -> None:
-        with queue.turn():
+        assert queue.take()  # as a connection beginning its transaction does
+        try:
             holding.set()
             release.wait(10)
+        finally:
+            queue.release()
 
     def issue(name: str) -> None:
         response = desk.post(

@@ -156,19 +156,26 @@ def test_sqlite_write_lock_is_released_by_rollback_after_a_failed_statement(
 
 
 def test_a_unit_of_work_turn_covers_its_connections_transactions(tmp_path: Path) -> None:
-    """A connection beginning in a thread that holds the turn neither waits nor gives it back."""
+    """A connection beginning in the thread that holds the turn neither waits nor gives it back."""
     engine = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
         queue = write_queue(engine)
         assert queue is not None
-        with queue.turn():
-            with engine.begin() as conn:  # would wait out the busy timeout if it took the turn
-                conn.exec_driver_sql("INSERT INTO t VALUES (1)")
-            assert queue.locked()  # the commit left the turn to the unit of work
-            with engine.begin() as conn:
-                conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+
+        async def unit_of_work() -> None:
+            await queue.wait_turn()
+            try:
+                with engine.begin() as conn:  # would wait out the busy timeout if it took the turn
+                    conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+                assert queue.locked()  # the commit left the turn to the unit of work
+                with engine.begin() as conn:
+                    conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+            finally:
+                queue.end_turn()
+
+        asyncio.run(unit_of_work())
         assert not queue.locked()
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
@@ -183,8 +190,9 @@ def test_threads_and_event_loop_tasks_wait_for_the_writer_turn_in_one_line() -> 
 
     def thread_writer(name: str, lined_up: threading.Event) -> None:
         lined_up.set()
-        with queue.turn():
-            order.append(name)
+        queue.take()
+        order.append(name)
+        queue.release()
 
     async def main() -> None:
         await queue.wait_turn()  # free: taken at once
