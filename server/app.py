@@ -47,7 +47,13 @@ from server.api import (
 )
 from server.api.problems import PROBLEM_RESPONSES, Problem, install, problem_response
 from server.config import Settings, get_settings
-from server.db import make_engine, make_session_factory, parse_database_url, write_queue
+from server.db import (
+    make_engine,
+    make_session_factory,
+    parse_database_url,
+    wal_checkpointer,
+    write_queue,
+)
 from server.migrate import current_revision, head_revision
 from server.request_gate import RequestGate, in_flight_limit
 from server.services.keys import KeyRingSource
@@ -223,7 +229,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.database_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            background_checkpoints=True,
         )
+        checkpointer = wal_checkpointer(engine)
+        if checkpointer is not None:
+            checkpointer.start()
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
         app.state.write_queue = write_queue(engine)
@@ -251,6 +261,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if reads is not None:
                 await reads.drain()
             engine.dispose()
+            if checkpointer is not None:
+                checkpointer.stop()
 
     app = FastAPI(title="QueueDesk", lifespan=lifespan)
     app.state.settings = settings

@@ -30,6 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
+from server.sqlite_wal import SAFETY_CHECKPOINT_PAGES, WalCheckpointer
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # Execution option read by the SQLite "begin" hook: a read-only transaction
 # starts deferred and never takes the write lock.
@@ -71,6 +73,7 @@ def make_engine(
     pool_size: int = 10,
     max_overflow: int = 20,
     sqlite_foreign_keys: bool = True,
+    background_checkpoints: bool = False,
     echo: bool = False,
 ) -> Engine:
     """An engine for ``url`` with QueueDesk's connection settings.
@@ -80,6 +83,10 @@ def make_engine(
     loss), the database directory created when missing, and every transaction
     started with ``BEGIN IMMEDIATE`` (see :func:`_install_sqlite_hooks`).
     ``sqlite_foreign_keys=False`` is for migrations that rebuild tables.
+    ``background_checkpoints=True`` leaves WAL checkpoints to a
+    :class:`~server.sqlite_wal.WalCheckpointer` (:func:`wal_checkpointer`) that
+    the caller runs: a commit then checkpoints only a WAL grown past
+    :data:`~server.sqlite_wal.SAFETY_CHECKPOINT_PAGES`.
 
     PostgreSQL: a bounded pool that checks connections before use and recycles
     them before typical idle-connection timeouts of proxies; sessions in UTC.
@@ -106,7 +113,10 @@ def make_engine(
             connect_args={"factory": _writer_connection_class(queue)},
             **pool,
         )
-        _install_sqlite_hooks(engine, foreign_keys=sqlite_foreign_keys)
+        autocheckpoint = SAFETY_CHECKPOINT_PAGES if background_checkpoints else None
+        _install_sqlite_hooks(
+            engine, foreign_keys=sqlite_foreign_keys, autocheckpoint=autocheckpoint
+        )
         return engine
     return create_engine(
         parsed,
@@ -284,6 +294,14 @@ def write_queue(engine: Engine) -> SQLiteWriteQueue | None:
     return _sqlite_write_queue(engine.url.database or "")
 
 
+def wal_checkpointer(engine: Engine) -> WalCheckpointer | None:
+    """A checkpointer for ``engine``'s SQLite file (not started); None for PostgreSQL
+    and in-memory SQLite."""
+    if write_queue(engine) is None:
+        return None
+    return WalCheckpointer(str(Path(engine.url.database or "").expanduser()))
+
+
 def _writer_connection_class(queue: SQLiteWriteQueue | None) -> type[sqlite3.Connection]:
     """A DBAPI connection class holding a turn of ``queue`` from ``BEGIN IMMEDIATE`` to the end."""
 
@@ -325,7 +343,9 @@ def _writer_connection_class(queue: SQLiteWriteQueue | None) -> type[sqlite3.Con
     return WriterConnection
 
 
-def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
+def _install_sqlite_hooks(
+    engine: Engine, *, foreign_keys: bool, autocheckpoint: int | None = None
+) -> None:
     """Per-connection pragmas, and SQLAlchemy (not the driver) emitting BEGIN.
 
     The sqlite3 driver's legacy mode does not BEGIN before SELECT or SAVEPOINT,
@@ -348,6 +368,8 @@ def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+            if autocheckpoint is not None:
+                cursor.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint)}")
         finally:
             cursor.close()
 
