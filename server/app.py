@@ -244,7 +244,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.kpi_facts_interval_s > 0:
             facts = asyncio.create_task(
                 keep_facts_current(
-                    app.state.session_factory, settings.kpi_facts_interval_s, stop_facts
+                    app.state.session_factory,
+                    settings.kpi_facts_interval_s,
+                    stop_facts,
+                    app.state.write_queue,
                 )
             )
         try:

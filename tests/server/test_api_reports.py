@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -243,6 +244,8 @@ def test_the_service_catches_up_in_the_background(db_url: str) -> None:
         _facts_equal_the_log(desk, _zone(desk))
 
 
+# On SQLite the rounds run in the event loop (the next test).
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_shutting_down_waits_for_a_background_round_under_way(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -277,6 +280,51 @@ def test_shutting_down_waits_for_a_background_round_under_way(
     assert ended  # and had ended by the time the service was down
     assert ended[0] <= shut_at
     assert engine.pool.checkedout() == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_on_sqlite_the_background_steps_are_turns_of_the_event_loop(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each step runs in the event loop's thread within a writer's turn; shutting down
+    during the pause after a step ends the round there, with nothing left checked
+    out and the turn free."""
+    for bound in ("BACKGROUND_FIRST_STEP_EVENTS", "BACKGROUND_MIN_STEP_EVENTS"):
+        monkeypatch.setattr(kpi_facts, bound, 1)
+    monkeypatch.setattr(kpi_facts, "BACKGROUND_STEP_EVENTS", 1)
+    monkeypatch.setattr(kpi_facts, "BACKGROUND_PAUSE_FACTOR", 10_000.0)  # a pause of seconds
+    steps: list[tuple[bool, bool]] = []  # (in the event loop's thread, holding the turn)
+    stepped = threading.Event()
+    real_step = kpi_facts._catch_up_step
+
+    def in_event_loop() -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+
+    def step(session: Any, branch: Any, *, wait: bool, size: int) -> int | None:
+        steps.append((in_event_loop(), app.state.write_queue.locked()))
+        folded = real_step(session, branch, wait=wait, size=size)
+        stepped.set()
+        return folded
+
+    monkeypatch.setattr(kpi_facts, "_catch_up_step", step)
+    desks = make_desk(db_url, kpi_facts_interval_s=0.05)
+    desk = next(desks)
+    app = desk.world.app
+    engine, queue = app.state.engine, app.state.write_queue
+    desk.ok(f"/counters/{desk.c1}/open")
+    desk.issue()
+    assert stepped.wait(10)
+    started = time.monotonic()
+    with pytest.raises(StopIteration):
+        next(desks)  # the service shuts down
+    assert time.monotonic() - started < 5  # not after the pause that follows the step
+    assert steps == [(True, True)]
+    assert engine.pool.checkedout() == 0
+    assert not queue.locked()
 
 
 def _hold(desk: Desk, ref: BranchRef, holding: threading.Event, release: threading.Event) -> None:
@@ -352,10 +400,11 @@ def test_only_branches_behind_their_log_are_caught_up(desk: Desk) -> None:
 def test_the_background_catch_up_takes_short_steps_and_stops_when_told(
     desk: Desk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each background step folds at most BACKGROUND_STEP_EVENTS log rows in its own
-    transaction and is followed by a pause BACKGROUND_PAUSE_FACTOR times as long;
-    a stop set during a round ends it after the step under way, and the next
-    round picks up from the mark."""
+    """Each background step folds the log rows it is given in its own transaction and
+    is followed by a pause BACKGROUND_PAUSE_FACTOR times as long; a stop set during a
+    round ends it after the step under way, and the next round picks up from the mark."""
+    for bound in ("BACKGROUND_FIRST_STEP_EVENTS", "BACKGROUND_MIN_STEP_EVENTS"):
+        monkeypatch.setattr(kpi_facts, bound, 2)
     monkeypatch.setattr(kpi_facts, "BACKGROUND_STEP_EVENTS", 2)
 
     class Stop(threading.Event):
@@ -391,6 +440,44 @@ def test_the_background_catch_up_takes_short_steps_and_stops_when_told(
     assert pauses[0] >= kpi_facts.BACKGROUND_PAUSE_FACTOR * took[0] > 0
     assert kpi_facts.catch_up_stale(desk.world.factory) == logged - 4
     assert all(n is not None and n <= 2 for n in steps)
+    _facts_equal_the_log(desk, _zone(desk))
+
+
+def test_background_steps_are_sized_to_take_a_few_milliseconds() -> None:
+    """A step that took longer than BACKGROUND_STEP_S makes the next one smaller, a
+    quicker one makes it larger, within the bounds."""
+    target = kpi_facts.BACKGROUND_STEP_S
+    assert kpi_facts.next_background_step(20, 4 * target) == 5
+    assert kpi_facts.next_background_step(10, target / 2) == 20
+    assert kpi_facts.next_background_step(10, target) == 10
+    assert kpi_facts.next_background_step(10, 100 * target) == kpi_facts.BACKGROUND_MIN_STEP_EVENTS
+    assert kpi_facts.next_background_step(40, target / 100) == kpi_facts.BACKGROUND_STEP_EVENTS
+    assert kpi_facts.next_background_step(10, 0.0) == kpi_facts.BACKGROUND_STEP_EVENTS
+
+
+def test_the_background_catch_up_adapts_its_steps_to_their_pace(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow steps shrink to the lower bound; the round still folds the whole log."""
+    sizes: list[int] = []
+    real_step = kpi_facts._catch_up_step
+
+    def slow_step(session: Any, branch: Any, *, wait: bool, size: int) -> int | None:
+        sizes.append(size)
+        time.sleep(2 * kpi_facts.BACKGROUND_STEP_S)
+        return real_step(session, branch, wait=wait, size=size)
+
+    monkeypatch.setattr(kpi_facts, "_catch_up_step", slow_step)
+    monkeypatch.setattr(kpi_facts, "BACKGROUND_PAUSE_FACTOR", 0.0)
+    desk.ok(f"/counters/{desk.c1}/open")
+    for _ in range(8):
+        _serve(desk, desk.issue())
+    with session_scope(desk.world.factory) as session:
+        logged = len(session.scalars(select(QueueEvent.server_seq)).all())
+    assert kpi_facts.catch_up_stale(desk.world.factory) == logged
+    assert sizes[0] == kpi_facts.BACKGROUND_FIRST_STEP_EVENTS
+    assert len(sizes) > 2
+    assert set(sizes[1:]) == {kpi_facts.BACKGROUND_MIN_STEP_EVENTS}
     _facts_equal_the_log(desk, _zone(desk))
 
 
