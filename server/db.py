@@ -12,6 +12,7 @@ import asyncio
 import re
 import sqlite3
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -177,10 +178,23 @@ class SQLiteWriteQueue:
         self._busy = False
         self._line: deque[_Waiter] = deque()
         self._holder: int | None = None  # the thread holding a unit-of-work turn
+        self._busy_since = 0.0
+        self._busy_total = 0.0
 
     def locked(self) -> bool:
         """Whether some writer holds the turn now."""
         return self._busy
+
+    def busy_seconds(self) -> float:
+        """How long, in all, some writer has held the turn (a monotonic clock's seconds)."""
+        with self._mutex:
+            if self._busy:
+                return self._busy_total + time.monotonic() - self._busy_since
+            return self._busy_total
+
+    def _become_busy(self) -> None:  # under the mutex
+        self._busy = True
+        self._busy_since = time.monotonic()
 
     def take(self) -> bool:
         """Wait for the turn, for one connection's transaction.
@@ -210,6 +224,7 @@ class SQLiteWriteQueue:
                     continue
                 return
             self._busy = False
+            self._busy_total += time.monotonic() - self._busy_since
 
     async def wait_turn(self) -> None:
         """Wait in line without blocking the event loop; then hold the turn in its thread.
@@ -220,7 +235,7 @@ class SQLiteWriteQueue:
         loop = asyncio.get_running_loop()
         with self._mutex:
             if not self._busy:
-                self._busy = True
+                self._become_busy()
                 self._holder = threading.get_ident()
                 return
             waiter = _Waiter(loop=loop, future=loop.create_future())
@@ -257,7 +272,7 @@ class SQLiteWriteQueue:
     def _wait_in_thread(self) -> None:
         with self._mutex:
             if not self._busy:
-                self._busy = True
+                self._become_busy()
                 return
             waiter = _Waiter(event=threading.Event())
             self._line.append(waiter)

@@ -17,7 +17,7 @@ from core.events import parse_event
 from core.kpi import pauses
 from core.kpi_rows import fact_rows
 from core.permissions import BRANCH_MANAGER, STAFF
-from server.db import session_scope
+from server.db import SQLiteWriteQueue, session_scope
 from server.models import Branch, BranchSequence, KpiFact, KpiFactMark, KpiPause, QueueEvent
 from server.services import kpi_facts, kpi_summaries, queue, tenants
 from server.services.branches import create_service
@@ -325,6 +325,66 @@ def test_on_sqlite_the_background_steps_are_turns_of_the_event_loop(
     assert steps == [(True, True)]
     assert engine.pool.checkedout() == 0
     assert not queue.locked()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("busy", [False, True])
+def test_on_sqlite_the_background_pauses_briefly_while_the_writer_is_idle(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch, busy: bool
+) -> None:
+    """After a pause in which other writers held the turn less than IDLE_SHARE of the
+    time, the next pause is IDLE_PAUSE_FACTOR times the step, not BACKGROUND_PAUSE_FACTOR."""
+    for bound in ("BACKGROUND_FIRST_STEP_EVENTS", "BACKGROUND_MIN_STEP_EVENTS"):
+        monkeypatch.setattr(kpi_facts, bound, 2)
+    monkeypatch.setattr(kpi_facts, "BACKGROUND_STEP_EVENTS", 2)
+    monkeypatch.setattr(kpi_facts, "BACKGROUND_PAUSE_FACTOR", 1000.0)  # a step's ms: seconds
+    queue = desk.world.app.state.write_queue
+    desk.ok(f"/counters/{desk.c1}/open")
+    for _ in range(5):
+        desk.issue()
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def watched_pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if busy:  # another writer holds the turn through the whole pause
+            holder = threading.Thread(target=lambda: (queue.take(), time.sleep(0.03)))
+            holder.start()
+            holder.join()
+            queue.release()
+        else:
+            await real_sleep(0.03)
+
+    monkeypatch.setattr(kpi_facts.asyncio, "sleep", watched_pause)
+    stop = threading.Event()
+    assert asyncio.run(kpi_facts.catch_up_stale_in_loop(desk.world.factory, queue, stop)) == 6
+    assert len(pauses) == 3
+    assert pauses[0] > 0.5  # nothing watched yet: the busy pause
+    if busy:
+        assert all(p > 0.5 for p in pauses[1:])
+    else:
+        assert all(p < 0.5 for p in pauses[1:])  # a thousandth of the busy pause per ms
+
+
+def test_the_write_queue_counts_how_long_the_turn_was_held() -> None:
+    queue = SQLiteWriteQueue()
+    assert queue.busy_seconds() == 0.0
+    assert queue.take()
+    time.sleep(0.05)
+    during = queue.busy_seconds()
+    queue.release()
+    after = queue.busy_seconds()
+    time.sleep(0.05)
+    assert 0.05 <= during <= after < 1.0
+    assert queue.busy_seconds() == after  # idle time is not counted
+
+    async def unit() -> None:
+        await queue.wait_turn()
+        time.sleep(0.05)
+        queue.end_turn()
+
+    asyncio.run(unit())
+    assert queue.busy_seconds() >= after + 0.05
 
 
 def _hold(desk: Desk, ref: BranchRef, holding: threading.Event, release: threading.Event) -> None:
