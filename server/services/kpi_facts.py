@@ -74,7 +74,8 @@ STEP_EVENTS = 20_000
 # BACKGROUND_STEP_S (from the last step's pace, between the two bounds below) and
 # the catch-up takes at most a tenth of the time while the service is busy. On
 # SQLite, where the service knows how busy its one writer is, it takes half the
-# time while others held the writer's turn less than IDLE_SHARE of the last pause.
+# time while others held the writer's turn less than IDLE_SHARE of the time, judged
+# over IDLE_WINDOW_S at least (over a few ms, a busy service often looks idle).
 # Busy, small steps fold about 100 rows a second (measured beside 160 requests a
 # second); idle, several hundred. What is left, a report catches up itself.
 BACKGROUND_STEP_S = 0.005
@@ -84,6 +85,7 @@ BACKGROUND_STEP_EVENTS = 50
 BACKGROUND_PAUSE_FACTOR = 9.0
 IDLE_PAUSE_FACTOR = 1.0
 IDLE_SHARE = 0.1
+IDLE_WINDOW_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,31 +458,46 @@ async def catch_up_stale_in_loop(
     line behind it waited that out too (steps of 5 rows took 5-40 ms so).
     """
 
+    own = 0.0  # how long this catch-up held the turn
+
     async def in_turn(run: Callable[[], T]) -> T:
+        nonlocal own
         await queue.wait_turn()
+        started = time.monotonic()
         try:
             return run()
         finally:
             queue.end_turn()
+            own += time.monotonic() - started
 
     def stale() -> list[BranchRef]:
         with session_scope(factory) as session:
             return stale_branches(session)
 
+    idle = False  # until a window has been watched
+    window = (time.monotonic(), queue.busy_seconds(), own)
+
+    def watch() -> None:
+        nonlocal idle, window
+        now, held = time.monotonic(), queue.busy_seconds()
+        since, held_then, own_then = window
+        if now - since >= IDLE_WINDOW_S:
+            others = (held - held_then) - (own - own_then)
+            idle = others < IDLE_SHARE * (now - since)
+            window = (now, held, own)
+
     folded = 0
     for branch in await in_turn(stale):
         steps = _steps(factory, branch, wait=False, background=True)
         read: int | None = None
-        busy = 1.0  # until a pause has been watched
         while not stop.is_set():
             read, pause = await in_turn(lambda: next(steps))  # noqa: B023 - used at once
             if pause is None:
                 break
-            if busy < IDLE_SHARE:
+            watch()
+            if idle:
                 pause *= IDLE_PAUSE_FACTOR / BACKGROUND_PAUSE_FACTOR
-            held, started = queue.busy_seconds(), time.monotonic()
             await asyncio.sleep(pause)
-            busy = (queue.busy_seconds() - held) / max(time.monotonic() - started, 1e-6)
         folded += read or 0
         if stop.is_set():
             break

@@ -332,15 +332,16 @@ def test_on_sqlite_the_background_steps_are_turns_of_the_event_loop(
 def test_on_sqlite_the_background_pauses_briefly_while_the_writer_is_idle(
     desk: Desk, monkeypatch: pytest.MonkeyPatch, busy: bool
 ) -> None:
-    """After a pause in which other writers held the turn less than IDLE_SHARE of the
-    time, the next pause is IDLE_PAUSE_FACTOR times the step, not BACKGROUND_PAUSE_FACTOR."""
+    """Once other writers held the turn less than IDLE_SHARE of an IDLE_WINDOW_S, the
+    pauses are IDLE_PAUSE_FACTOR times the step, not BACKGROUND_PAUSE_FACTOR."""
     for bound in ("BACKGROUND_FIRST_STEP_EVENTS", "BACKGROUND_MIN_STEP_EVENTS"):
         monkeypatch.setattr(kpi_facts, bound, 2)
     monkeypatch.setattr(kpi_facts, "BACKGROUND_STEP_EVENTS", 2)
     monkeypatch.setattr(kpi_facts, "BACKGROUND_PAUSE_FACTOR", 1000.0)  # a step's ms: seconds
+    monkeypatch.setattr(kpi_facts, "IDLE_WINDOW_S", 0.05)  # judged after two watched pauses
     queue = desk.world.app.state.write_queue
     desk.ok(f"/counters/{desk.c1}/open")
-    for _ in range(5):
+    for _ in range(7):
         desk.issue()
     pauses: list[float] = []
     real_sleep = asyncio.sleep
@@ -357,13 +358,13 @@ def test_on_sqlite_the_background_pauses_briefly_while_the_writer_is_idle(
 
     monkeypatch.setattr(kpi_facts.asyncio, "sleep", watched_pause)
     stop = threading.Event()
-    assert asyncio.run(kpi_facts.catch_up_stale_in_loop(desk.world.factory, queue, stop)) == 6
-    assert len(pauses) == 3
+    assert asyncio.run(kpi_facts.catch_up_stale_in_loop(desk.world.factory, queue, stop)) == 8
+    assert len(pauses) == 4
     assert pauses[0] > 0.5  # nothing watched yet: the busy pause
     if busy:
-        assert all(p > 0.5 for p in pauses[1:])
+        assert all(p > 0.5 for p in pauses)
     else:
-        assert all(p < 0.5 for p in pauses[1:])  # a thousandth of the busy pause per ms
+        assert pauses[-1] < 0.5  # a thousandth of the busy pause per ms of the step
 
 
 def test_the_write_queue_counts_how_long_the_turn_was_held() -> None:
