@@ -154,20 +154,14 @@ class KeyRingSource:
     def ring(self) -> KeyRing:
         """The current ring, reloaded when older than ``refresh_interval_s``."""
         with self._lock:
-            if self._due(self.refresh_interval_s):
-                return self._load()
-            assert self._loaded is not None
-            return self._loaded[0]
+            return self._younger_than(self.refresh_interval_s) or self._load()
 
     def fresh_ring(self) -> KeyRing | None:
         """The ring in memory if it needs no reload now; None when :meth:`ring` would read.
 
         For the event loop, which must not wait on the database.
         """
-        loaded = self._loaded
-        if loaded is None or self._clock() - loaded[1] >= self.refresh_interval_s:
-            return None
-        return loaded[0]
+        return self._younger_than(self.refresh_interval_s)
 
     def reload_for(self, kid: str) -> KeyRing | None:
         """Reload because a token names ``kid``; the new ring if it knows the kid.
@@ -176,13 +170,12 @@ class KeyRingSource:
         is read and the answer comes from the ring in memory.
         """
         with self._lock:
-            if self._due(self.min_reload_interval_s):
-                ring = self._load()
-            else:
-                assert self._loaded is not None
-                ring = self._loaded[0]
+            ring = self._younger_than(self.min_reload_interval_s) or self._load()
         return ring if ring.verification_key(kid) is not None else None
 
-    def _due(self, interval_s: float) -> bool:
+    def _younger_than(self, interval_s: float) -> KeyRing | None:
+        """The ring in memory if it was loaded less than ``interval_s`` ago."""
         loaded = self._loaded
-        return loaded is None or self._clock() - loaded[1] >= interval_s
+        if loaded is None or self._clock() - loaded[1] >= interval_s:
+            return None
+        return loaded[0]

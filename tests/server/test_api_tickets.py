@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import event, select
 
 from core.permissions import DEVICE, STAFF
+from server.db import SQLiteWriteQueue
 from server.models import AuditLog, User
 from server.services import queue, rbac, tenants
 from server.services.branches import create_counter, create_service
@@ -361,6 +363,30 @@ def _threads_beginning(desk: Desk) -> list[str]:
     return names
 
 
+@contextmanager
+def _turn_held_by_a_thread(queue: SQLiteWriteQueue) -> Iterator[None]:
+    """Another thread holds the writer's turn, as a connection in its transaction
+    does, until the block ends."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        assert queue.take()
+        try:
+            holding.set()
+            release.wait(10)
+        finally:
+            queue.release()
+
+    writer = threading.Thread(target=hold)
+    writer.start()
+    try:
+        assert holding.wait(5)
+        yield
+    finally:
+        release.set()
+        writer.join(5)
+
+
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_queue_work_runs_in_the_event_loop_when_the_writer_turn_is_free(desk: Desk) -> None:
     began = _threads_beginning(desk)
@@ -376,19 +402,6 @@ def test_queue_work_runs_in_the_event_loop_when_the_writer_turn_is_free(desk: De
 def test_queue_work_waits_in_line_for_a_busy_writer_without_blocking_the_loop(desk: Desk) -> None:
     """While another thread writes, a ticket waits its turn and the event loop goes on serving."""
     queue = desk.world.app.state.write_queue
-    holding, release = threading.Event(), threading.Event()
-
-    def other_writer() -> None:
-        assert queue.take()  # as a connection beginning its transaction does
-        try:
-            holding.set()
-            release.wait(10)
-        finally:
-            queue.release()
-
-    writer = threading.Thread(target=other_writer)
-    writer.start()
-    assert holding.wait(5)
     began = _threads_beginning(desk)
     answers: list[httpx.Response] = []
     issuing = threading.Thread(
@@ -400,15 +413,14 @@ def test_queue_work_waits_in_line_for_a_busy_writer_without_blocking_the_loop(de
         )
     )
     try:
-        issuing.start()
-        issuing.join(0.3)
-        assert issuing.is_alive()  # waiting for the turn
-        assert answers == []
-        assert began == []
-        assert desk.world.client.get("/healthz").status_code == 200  # the loop is not blocked
+        with _turn_held_by_a_thread(queue):
+            issuing.start()
+            issuing.join(0.3)
+            assert issuing.is_alive()  # waiting for the turn
+            assert answers == []
+            assert began == []
+            assert desk.world.client.get("/healthz").status_code == 200  # the loop is not blocked
     finally:
-        release.set()
-        writer.join(5)
         issuing.join(10)
     assert [a.status_code for a in answers] == [201], answers[0].text if answers else answers
     assert len(began) == 1
@@ -434,16 +446,7 @@ def test_a_key_ring_reload_waiting_for_its_turn_does_not_hold_up_the_event_loop(
     loop: the request ahead in line could then never run, nor the reload after it.
     """
     queue, keys = desk.world.app.state.write_queue, desk.world.app.state.keys
-    holding, release = threading.Event(), threading.Event()
     answers: dict[str, int] = {}
-
-    def other_writer() -> None:
-        assert queue.take()  # as a connection beginning its transaction does
-        try:
-            holding.set()
-            release.wait(10)
-        finally:
-            queue.release()
 
     def issue(name: str) -> None:
         response = desk.post(
@@ -460,22 +463,18 @@ def test_a_key_ring_reload_waiting_for_its_turn_does_not_hold_up_the_event_loop(
         raise AssertionError(f"the line never reached {length}")
 
     desk.issue()  # the caller's token is checked and cached
-    writer = threading.Thread(target=other_writer)
-    writer.start()
-    assert holding.wait(5)
-    threads = [threading.Thread(target=issue, args=("first",))]
-    threads[0].start()
-    wait_for_line(1)  # the first request waits in the event loop's line
-    ring, _ = keys._loaded
-    keys._loaded = (ring, -1e9)  # due for a reload
-    threads.append(threading.Thread(target=keys.ring))  # holds the ring's lock, then lines up
-    threads[1].start()
-    wait_for_line(2)
-    threads.append(threading.Thread(target=issue, args=("second",)))
-    threads[2].start()
-    threads[2].join(0.2)
-    release.set()
-    writer.join(5)
+    with _turn_held_by_a_thread(queue):
+        threads = [threading.Thread(target=issue, args=("first",))]
+        threads[0].start()
+        wait_for_line(1)  # the first request waits in the event loop's line
+        ring, _ = keys._loaded
+        keys._loaded = (ring, -1e9)  # due for a reload
+        threads.append(threading.Thread(target=keys.ring))  # holds the ring's lock, lines up
+        threads[1].start()
+        wait_for_line(2)
+        threads.append(threading.Thread(target=issue, args=("second",)))
+        threads[2].start()
+        threads[2].join(0.2)
     for thread in threads:
         thread.join(3)  # well within the 5 s a writer waits before giving up
     assert not any(thread.is_alive() for thread in threads)
