@@ -194,6 +194,27 @@ def running_server(data_dir: Path, log: Path) -> Any:
             process.wait()
 
 
+def spread_phases(intervals: list[float]) -> list[float]:
+    """When each paced worker starts: evenly over its own interval, per interval.
+
+    Workers with the same interval are spread over the whole of it, so the offered
+    load is even. Spreading all workers over one shared fraction instead (worker
+    ``i`` of ``n`` at ``i / n`` of its interval) put the issuers in the first half
+    of theirs and the counters in the second half of theirs: for a quarter of each
+    counter interval the issuers and the counters overlapped and the offered load
+    equalled the saturated throughput, so the measured tail was that burst's queue
+    rather than the service at half load.
+    """
+    groups: dict[float, list[int]] = {}
+    for index, every in enumerate(intervals):
+        groups.setdefault(every, []).append(index)
+    phases = [0.0] * len(intervals)
+    for every, members in groups.items():
+        for rank, index in enumerate(members):
+            phases[index] = every * rank / len(members)
+    return phases
+
+
 async def run_phase(
     workers: list[Callable[[Tally], Awaitable[None]]],
     seconds: float,
@@ -205,6 +226,7 @@ async def run_phase(
     seconds (open loop) instead of as soon as the last one ended.
     """
     tally = Tally()
+    phases = spread_phases(intervals) if intervals else [0.0] * len(workers)
     gc.collect()
     gc.disable()
     started = time.perf_counter()
@@ -213,7 +235,7 @@ async def run_phase(
     async def loop(index: int, work: Callable[[Tally], Awaitable[None]]) -> None:
         mine = Tally()
         every = intervals[index] if intervals else 0.0
-        next_at = started + every * (index / len(workers))  # spread the first ones out
+        next_at = started + phases[index]
         while time.perf_counter() < stop_at:
             if every:
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
