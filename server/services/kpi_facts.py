@@ -184,9 +184,10 @@ def catch_up(
     steps with pauses between them (:data:`BACKGROUND_STEP_S`).
     """
     read: int | None = None
-    for read, pause in _steps(factory, branch, wait=wait, background=background):  # noqa: B007
-        if pause is None or (stop is not None and stop.is_set()):
+    for read, took in _steps(factory, branch, wait=wait, background=background):  # noqa: B007
+        if took is None or (stop is not None and stop.is_set()):
             break
+        pause = took * BACKGROUND_PAUSE_FACTOR if background else 0.0
         if not pause:
             continue
         if stop is None:
@@ -202,8 +203,9 @@ def _steps(
     """Catch ``branch`` up one step (one transaction) per iteration.
 
     Each step yields the log rows read so far (None when another process holds
-    the branch) and the pause due before the next step, None after the last. It
-    yields outside its transaction, so the caller may stop between steps.
+    the branch) and the seconds it took, None after the last; the caller pauses
+    as it sees fit. It yields outside its transaction, so the caller may stop
+    between steps. ``background`` sizes each step from the last one's pace.
     """
     size = BACKGROUND_FIRST_STEP_EVENTS if background else STEP_EVENTS
     folded = 0
@@ -218,12 +220,10 @@ def _steps(
         if step < size:
             yield folded, None
             return
-        pause = 0.0
+        took = time.monotonic() - started
         if background:
-            took = time.monotonic() - started
             size = next_background_step(size, took)
-            pause = took * BACKGROUND_PAUSE_FACTOR
-        yield folded, pause
+        yield folded, took
 
 
 def next_background_step(size: int, took_s: float) -> int:
@@ -491,13 +491,11 @@ async def catch_up_stale_in_loop(
         steps = _steps(factory, branch, wait=False, background=True)
         read: int | None = None
         while not stop.is_set():
-            read, pause = await in_turn(lambda: next(steps))  # noqa: B023 - used at once
-            if pause is None:
+            read, took = await in_turn(lambda: next(steps))  # noqa: B023 - used at once
+            if took is None:
                 break
             watch()
-            if idle:
-                pause *= IDLE_PAUSE_FACTOR / BACKGROUND_PAUSE_FACTOR
-            await asyncio.sleep(pause)
+            await asyncio.sleep(took * (IDLE_PAUSE_FACTOR if idle else BACKGROUND_PAUSE_FACTOR))
         folded += read or 0
         if stop.is_set():
             break
