@@ -8,7 +8,6 @@ engine runs in its own thread (:mod:`desktop.sync_link`).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -34,6 +33,7 @@ import qasync
 from PySide6.QtWidgets import QApplication
 
 from desktop.console import Console, SignInRequest
+from desktop.gui_gc import GuiCollector
 from desktop.logs import CrashReporter, setup_logging, stop_logging
 from desktop.settings import ConsoleSettings
 from desktop.theme import icon
@@ -75,7 +75,7 @@ __all__ = ["SignInRequest", "run", "start_console"]
 
 
 async def start_console(console: Console) -> None:
-    """``console.start()`` with the cyclic garbage collector paused.
+    """``console.start()`` with cyclic garbage collection paused.
 
     A start allocates what lives as long as the console: the branch's state,
     its queues, the window's widgets. Collections during it only walk those
@@ -83,13 +83,8 @@ async def start_console(console: Console) -> None:
     and find next to nothing to free. The main window moves them out of the
     collector's way once the branch is open (see ``MainWindow.attach``).
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with GuiCollector.install().paused():
         await console.start()
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def run(

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QApplication
 from qasync import asyncSlot
 
 from desktop.bridge import SyncBridge
+from desktop.gui_gc import GuiCollector
 from desktop.main_window import MainWindow
 from desktop.session import Authenticator, SignedIn, SignInFailed
 from desktop.settings import ConsoleSettings, Preferences
@@ -61,6 +62,8 @@ class Console(QObject):
         sign_in: SignInRequest | None = None,
     ) -> None:
         super().__init__()
+        # Before the sync thread exists: from now on it never runs a collection.
+        GuiCollector.install()
         self._sign_in_request = sign_in
         self.settings = settings
         self.prefs = settings.load()

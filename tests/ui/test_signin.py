@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from desktop.app import start_console
 from desktop.bridge import Connection
+from desktop.gui_gc import GuiCollector
 from sync.client.credentials import InMemoryKeyring, MemoryCredentialStore
 from tests.server.live import free_port
 from tests.ui.conftest import WAIT_MS, ConsoleRig, DemoServer
@@ -257,15 +258,18 @@ def test_the_collector_pauses_while_a_remembered_start_opens_the_window(
     first = make_console()
     sign_in_as(first, demo_server, "staff1", remember=True)
     shut(first)
-    assert gc.isenabled()
+    collector = GuiCollector.installed()
+    assert collector is not None
+    assert collector.active
+    assert not gc.isenabled()  # collections run from the UI thread's timer only
 
     again = make_console()
     collecting: list[bool] = []
-    again.console.window_shown.connect(lambda _w: collecting.append(gc.isenabled()))
+    again.console.window_shown.connect(lambda _w: collecting.append(collector.active))
     task = asyncio.ensure_future(start_console(again.console))
     again.qtbot.waitUntil(task.done, timeout=WAIT_MS)
     task.result()
 
     assert collecting == [False]  # the window opened with the collector paused
-    assert gc.isenabled()  # and it runs again once the start is over
+    assert collector.active  # and it runs again once the start is over
     shut(again)
