@@ -102,7 +102,7 @@ def test_paused_holds_collections_until_the_block_ends(
     del kept
 
 
-def test_it_collects_the_generations_as_the_interpreter_would(
+def test_a_check_collects_only_when_a_collection_is_due(
     qtbot: QtBot, collector: GuiCollector
 ) -> None:
     with collector.paused():
