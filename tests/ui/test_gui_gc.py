@@ -1,16 +1,29 @@
-"""Cyclic garbage is freed on the UI thread, however much another thread allocates."""
+"""Cyclic garbage is freed on the UI thread, however much another thread allocates.
+
+The last two tests run :mod:`tests.ui.gc_churn` in a process of their own: widgets
+freed by another thread's collection crash it (SIGSEGV, with the UI thread in its
+event loop), the kind of crash the console's UI tests once had.
+"""
 
 from __future__ import annotations
 
 import gc
+import json
+import os
+import resource
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QObject
 from pytestqt.qtbot import QtBot
 
 from desktop.gui_gc import GuiCollector
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class _Cycle:
@@ -129,3 +142,36 @@ def test_it_needs_the_application_and_its_thread(qtbot: QtBot) -> None:
     worker.join()
     assert len(failures) == 1
     assert "UI thread" in str(failures[0])
+
+
+def _no_core_file() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the run without it may crash
+
+
+def _churn(*flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-m", "tests.ui.gc_churn", "4", *flags],
+        cwd=REPO,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_no_core_file,
+    )
+
+
+def test_widgets_freed_while_another_thread_allocates_stay_on_the_ui_thread() -> None:
+    done = _churn("--collector")
+    assert done.returncode == 0, done.stderr[-3000:]
+    freed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert freed["other"] == 0
+    assert freed["ui"] > 100  # cycles were made and freed all along
+
+
+def test_without_it_the_other_thread_frees_widgets_or_the_process_crashes() -> None:
+    """The hazard itself: with the interpreter's collection, SIGSEGV usually within seconds."""
+    done = _churn()
+    if done.returncode == 0:
+        assert json.loads(done.stdout.strip().splitlines()[-1])["other"] > 0
+    else:
+        assert done.returncode < 0, done.stderr[-3000:]  # killed by a signal
