@@ -39,10 +39,10 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # The console's UI tests run in a pytest process of their own. That process once
-# crashed inside Qt (SIGSEGV while waiting on the event loop). The likely cause,
-# the sync thread collecting cyclic garbage that held Qt objects, is excluded
-# since (desktop/gui_gc.py); should it still happen, a crash, never a failing
-# test, gets one more run of those tests.
+# crashed inside Qt (SIGSEGV while waiting on the event loop). Widgets freed by
+# another thread's cyclic collection crash it that way (tests/ui/gc_churn.py);
+# desktop/gui_gc.py keeps every collection on the UI thread since. Should a crash
+# still happen, a crash, never a failing test, gets one more run of those tests.
 unit: $(STAMP)
 ifeq ($(strip $(PYTEST_ARGS)),)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest --ignore=tests/ui
