@@ -21,7 +21,7 @@ import pytest
 from PySide6.QtCore import QObject
 from pytestqt.qtbot import QtBot
 
-from desktop.gui_gc import GuiCollector
+from desktop.gui_gc import CHECK_INTERVAL_MS, GuiCollector
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -107,7 +107,7 @@ def test_paused_holds_collections_until_the_block_ends(
         assert not collector.active
         freed_in = _drop_a_cycle()
         kept = _allocate_in_a_thread()
-        qtbot.wait(3 * collector._timer.interval())
+        qtbot.wait(3 * CHECK_INTERVAL_MS)
         assert freed_in == []
     assert collector.active
     qtbot.waitUntil(lambda: freed_in != [], timeout=5_000)
