@@ -44,6 +44,7 @@ from core.events import EventBase
 from core.machine import apply
 from core.ordering import ServiceQueue, WaitingIndex
 from core.state import BranchState, Counter, CounterConfig, ServiceConfig, Ticket
+from core.state_codec import STATE_FIELDS
 from core.values import TimeZoneName
 from sync.protocol import ReferenceData
 
@@ -51,21 +52,6 @@ log = logging.getLogger(__name__)
 
 OutboxStatus = Literal["pending", "accepted", "void"]
 NO_ZONE = "UTC"  # until reference data arrives the branch has no services, so no zone matters
-
-# The state's fields, in order, as this package knows them: a copy (clone_state) and
-# a snapshot (sync.client.snapshot) of a state with other fields would drop or
-# share what they do not know, so both check against this first.
-STATE_FIELDS = (
-    "branch_id",
-    "time_zone",
-    "day_starts_at_min",
-    "services",
-    "counters",
-    "tickets",
-    "numbers",
-    "waiting",
-    "applied",
-)
 
 
 @dataclass(slots=True)

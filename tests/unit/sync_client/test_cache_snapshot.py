@@ -13,6 +13,7 @@ from core import commands as cmd
 from core.events import Customer
 from core.machine import replay
 from core.values import Channel, PriorityClass, TicketNumber
+from core import state_codec
 from sync.client import base, snapshot
 from sync.client.cache import LocalCache
 from sync.protocol import ServiceRef
@@ -346,11 +347,11 @@ def test_a_snapshot_with_a_line_of_unknown_kind_is_not_used(tmp_path: Path) -> N
     assert_same_memory(reopened, replayed(cache.path))
 
 
-@pytest.mark.parametrize("per_line", [3, snapshot.ROWS_PER_LINE])
+@pytest.mark.parametrize("per_line", [3, state_codec.ROWS_PER_LINE])
 def test_the_body_is_a_header_then_lines_of_tickets_and_numbers(
     per_line: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(snapshot, "ROWS_PER_LINE", per_line)
+    monkeypatch.setattr(state_codec, "ROWS_PER_LINE", per_line)
     desk = busy_desk()
     assert len(desk.state.tickets) > 3  # several lines at 3 a line
     header, *lines = snapshot.encode(desk.state).split("\n")
