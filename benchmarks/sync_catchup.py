@@ -14,6 +14,11 @@ before it applies the current one.
     (4,000 with ``--quick``). value = seconds until it has converged, target <= 5 s.
 (b) initial sync: a new device's empty cache pulls the whole log of 100,000 events
     (20,000 with ``--quick``); reported as events/s, target >= 30,000 events/s.
+    As the engine does for an empty cache, the first page asks for the branch's
+    state: the cache stores the events without folding them and starts from the
+    service's fold once it holds them all (``LocalCache.apply_pull``). The time
+    includes the service encoding the state and the cache loading it and writing
+    every ticket's row.
 
 Before each timed phase the objects of the setup (the pusher's workload, the
 other caches) are frozen out of the cyclic collector's sight (``set_aside_setup``):

@@ -15,6 +15,13 @@ striding by its branch-unique ``slot`` (see
 :func:`core.numbering.fallback_numbers`): two
 devices of one branch never share a fallback number, and no lease ever hands
 one out.
+
+A new device's first pull (``after=0``) may ask for the branch's state with
+``state=true`` (:class:`BranchStateBody`): when the log is longer than that page,
+the service adds its own fold of the log, so the device stores the events without
+folding each one and starts from the service's state once it holds them all.
+Pull's other fields and paging are the same either way; a service that does not
+send a state is simply folded as before.
 """
 
 from __future__ import annotations
@@ -124,12 +131,32 @@ class ReferenceData(_Wire):
     device_slot: int | None = None  # the device's fallback slot (None: no fallback numbers)
 
 
+class BranchStateBody(_Wire):
+    """The branch's state as the service folded its log up to ``server_seq``.
+
+    Sent with the first page of a new device's first pull (``state=true``) when the
+    log is longer than that page: the device stores the events that follow without
+    folding them and starts from this state once it holds every event up to
+    ``server_seq``. ``body`` is :func:`core.state_codec.encode` of the state, in the
+    codec's ``format``; ``events`` is how many accepted events the log holds up to
+    ``server_seq`` and ``event_id`` the last one's id, so the device can tell that
+    what it stored is what was folded.
+    """
+
+    format: int
+    server_seq: Annotated[int, Field(ge=1)]
+    event_id: uuid.UUID
+    events: Annotated[int, Field(ge=1)]
+    body: str
+
+
 class PullResponse(_Wire):
     events: list[PulledEvent]  # accepted events with server_seq > after, ascending
     cursor: int  # pass as ``after`` next time
     has_more: bool
     last_device_seq: int  # the highest device_seq the service holds for the calling device
     reference: ReferenceData | None = None  # only when ``ref_version`` differs
+    state: BranchStateBody | None = None  # only when asked for with ``state=true``
 
 
 class StreamMessage(_Wire):

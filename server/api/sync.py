@@ -154,18 +154,30 @@ def pull(
     ref_version: Annotated[
         str | None, Query(max_length=128, description="The reference data version held")
     ] = None,
+    state: Annotated[
+        bool,
+        Query(
+            description="A new device's first pull (after=0): also send the branch's state "
+            "when the log is longer than this page, so the device need not fold it all"
+        ),
+    ] = False,
 ) -> Response:
     """Accepted events after ``after`` by ``server_seq``; reference data when it changed."""
     page = sync_pull.read_events(session, call.branch.id, after, min(limit, MAX_PULL_LIMIT))
     reference = sync_pull.reference_data(session, call.branch, call.principal.grants, _slot(call))
     changed = None if reference.version == ref_version else reference
+    folded = None
+    if state and after == 0 and page.has_more:
+        with not_found_is_404():
+            folded = sync_pull.branch_state(session, call.branch)
     # Written by hand around the stored event JSON (see EventPage); the shape is
     # PullResponse's, which documents it and which the tests parse it with.
     body = (
         f'{{"events":{page.events_array()},"cursor":{page.cursor},'
         f'"has_more":{"true" if page.has_more else "false"},'
         f'"last_device_seq":{call.device.last_device_seq if call.device else 0},'
-        f'"reference":{changed.model_dump_json() if changed else "null"}}}'
+        f'"reference":{changed.model_dump_json() if changed else "null"},'
+        f'"state":{folded.model_dump_json() if folded else "null"}}}'
     )
     return Response(body, media_type="application/json")
 

@@ -15,14 +15,16 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Text, cast, or_, select
+from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
+from core import state_codec
 from server.models import Counter, PauseReason, QueueEvent, Service, User, UserRole
 from server.services.grants import Grants
-from server.services.queue_state import BranchInfo
+from server.services.queue_state import BRANCH_STATES, BranchInfo
 from sync.protocol import (
     BranchRef,
+    BranchStateBody,
     CounterRef,
     ReferenceData,
     ServiceRef,
@@ -71,6 +73,37 @@ def read_events(session: Session, branch_id: uuid.UUID, after: int, limit: int) 
     events = [f'{{"server_seq":{seq},"event":{raw}}}' for seq, raw in page]
     cursor = page[-1][0] if page else after
     return EventPage(events, cursor, has_more=len(rows) > limit)
+
+
+def branch_state(session: Session, branch: BranchInfo) -> BranchStateBody | None:
+    """The branch's state as this transaction sees the log, encoded; None for an empty log.
+
+    Folding a long log costs a new device far more than reading it: with this it
+    stores the events and starts from the service's fold. The state is encoded
+    under the branch's in-process mutex (writers of the branch wait for it, once
+    per new device), since it is the shared object writers fold into.
+    """
+    if not state_codec.knows_shapes():
+        return None  # core changed shape without the codec: the device folds the log
+    with BRANCH_STATES.use(session, branch.tenant_id, branch.id) as lease:
+        if lease.server_seq == 0 or lease.last_event_id is None:
+            return None
+        body = state_codec.encode(lease.state)
+        server_seq, event_id = lease.server_seq, lease.last_event_id
+    count = session.connection().execute(
+        select(func.count()).where(
+            QueueEvent.branch_id == branch.id,
+            QueueEvent.status == "accepted",
+            QueueEvent.server_seq <= server_seq,
+        )
+    )
+    return BranchStateBody(
+        format=state_codec.FORMAT,
+        server_seq=server_seq,
+        event_id=event_id,
+        events=count.scalar_one(),
+        body=body,
+    )
 
 
 def reference_data(

@@ -232,12 +232,15 @@ class SyncApi:
         device_id: uuid.UUID,
         limit: int = DEFAULT_PULL_LIMIT,
         ref_version: str | None = None,
+        state: bool = False,
         sent: asyncio.Event | None = None,
     ) -> PullResponse:
         """One page of the branch's log after ``after``.
 
-        ``sent`` is set once the request is on the wire (the answer may still be on
-        its way), for a caller that wants the service to work while it does.
+        ``state`` asks for the branch's state with a first page (see
+        :class:`~sync.protocol.BranchStateBody`). ``sent`` is set once the request is
+        on the wire (the answer may still be on its way), for a caller that wants
+        the service to work while it does.
         """
         params: dict[str, str | int] = {
             "branch_id": str(branch_id),
@@ -247,6 +250,8 @@ class SyncApi:
         }
         if ref_version is not None:
             params["ref_version"] = ref_version
+        if state:
+            params["state"] = "true"
         extensions = None if sent is None else {"trace": _setting_when_sent(sent)}
         response = await self._call("GET", "/pull", device_id, params=params, extensions=extensions)
         return _parse(PullResponse, response)

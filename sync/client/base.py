@@ -12,7 +12,10 @@ function of the file:
   had moved on;
 - memory is rebuilt from the file's snapshot of the confirmed state plus the
   confirmed events after it (:mod:`sync.client.snapshot`), or by replaying the
-  whole log when the snapshot is missing or does not match; a snapshot is saved
+  whole log when the snapshot is missing or does not match (one exception: while
+  a new cache adopts the service's state, ``base`` lags the events stored for it;
+  a reload then gives the adoption up, folds them and rewrites the projection;
+  see :meth:`sync.client.cache.LocalCache.apply_pull`); a snapshot is saved
   in the same transaction as the events it covers, when a pull reaches the head
   of the log or the cache closes, once :data:`SNAPSHOT_EVERY` events (and at
   least as many as there are tickets; on close, any) have arrived since the last;
@@ -34,6 +37,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -58,7 +62,7 @@ from sync.client.store import (
     sync_state,
     write_transaction,
 )
-from sync.protocol import ReferenceData
+from sync.protocol import BranchStateBody, ReferenceData
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +70,18 @@ CHANGE_LOG_SIZE = 256  # writes remembered; a reader further behind reads everyt
 # Confirmed events folded since the last snapshot before another is saved: replaying
 # that many on the next open costs about what writing the snapshot costs.
 SNAPSHOT_EVERY = 1000
-# Tickets whose KPI facts are to be written later (the kpi_dirty list of kpi_store).
-_LIST_FOR_FACTS = "INSERT OR IGNORE INTO kpi_dirty (ticket_id) VALUES (?)"
 _GENERATION = "SELECT generation FROM sync_state"
 _BUMP = "UPDATE sync_state SET generation = ?"
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """The service's branch state a new cache is storing the log up to (see
+    :meth:`sync.client.cache.LocalCache.apply_pull`), with the version of the
+    reference data held when it arrived (the one it was folded with)."""
+
+    state: BranchStateBody
+    reference_version: str | None
 
 
 class CacheFile:
@@ -87,6 +99,10 @@ class CacheFile:
         self._dirty = False  # memory moved ahead of the transaction in progress
         self._counters_written: dict[str, dict[str, Any]] | None = None
         self._snapshot_at = 0  # replica.folded when the snapshot was last loaded or saved
+        # A service state being adopted: while set, ``base`` lags the stored log (the
+        # events up to the state are stored unfolded). Memory only: a reload folds
+        # what was stored instead (see _load).
+        self._adopting: Adoption | None = None
         self.snapshot_used = False  # the last load started from the file's snapshot
         self._closed = False
         self.backup_path: Path | None = None  # copy taken before a schema upgrade
@@ -196,7 +212,12 @@ class CacheFile:
         return not matches
 
     def _load(self, conn: Connection, use_snapshot: bool = True) -> Outcome:
-        """Rebuild every piece of memory from the file, within ``conn``'s transaction."""
+        """Rebuild every piece of memory from the file, within ``conn``'s transaction.
+
+        An adoption under way is given up: the events it stored unfolded are folded
+        here, and the projection, which did not show them, is rewritten.
+        """
+        abandoned, self._adopting = self._adopting is not None, None
         ident = conn.execute(select(device)).first()
         self._device_id = ident.device_id if ident else ""
         self._next_seq = ident.next_device_seq if ident else 1
@@ -224,7 +245,16 @@ class CacheFile:
         rows.record_rejections(conn, outcome.rejections)
         self._numbers = NumberSource.load(conn, ident.slot if ident else None)
         self._generation = conn.execute(select(sync_state.c.generation)).scalar_one_or_none() or 0
+        if abandoned:
+            self._project_all(conn)
         return outcome
+
+    def _project_all(self, conn: Connection) -> None:
+        """Rewrite the whole projection from memory; list every ticket for its KPI facts."""
+        live = self._replica.live
+        projection.rewrite(conn, live, self._replica.unsynced_tickets())
+        kpi_store.list_for_later(conn, live.tickets)
+        self._note_all()
 
     def _save_snapshot(self, conn: Connection, at_least: int | None = None) -> None:
         """Save ``base`` as the snapshot if ``at_least`` events were folded since the last
@@ -261,6 +291,7 @@ class CacheFile:
     def _writing(self, bump: bool = True) -> Iterator[Connection]:
         """One write transaction with memory caught up first and restored on failure."""
         with self._lock:
+            adopting = self._adopting
             try:
                 with write_transaction(self._engine) as conn:
                     if not self._current(conn):
@@ -272,6 +303,9 @@ class CacheFile:
             except BaseException:
                 if self._dirty:
                     self._generation = -1  # the next operation reloads from the file
+                    # The file may hold events stored unfolded that its projection does
+                    # not show: the reload gives the adoption up and rewrites it.
+                    self._adopting = adopting
                 raise
             finally:
                 self._dirty = False
@@ -308,7 +342,7 @@ class CacheFile:
         if facts_now:
             kpi_store.keep_facts(conn, self._zone(), self._replica.tail, touched, self._targets())
         elif touched:
-            driver(conn).executemany(_LIST_FOR_FACTS, [(t,) for t in sorted(touched)])
+            kpi_store.list_for_later(conn, touched)
         self._note(touched)
 
     def _zone(self) -> str:

@@ -33,18 +33,19 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from core import state_codec
 from core.commands import Command, IssueTicket
 from core.events import Customer, EventBase, TicketIssued
 from core.kpi import GroupBy, KpiReport
 from core.kpi_rows import Counts, Filters, GroupKey
 from core.machine import apply, decide
 from core.values import BusinessDay, Channel, PriorityClass, TicketNumber
-from sync.client import kpi_store, projection, reads, reports
+from sync.client import kpi_store, projection, reads, reports, snapshot
 from sync.client import outbox as rows
-from sync.client.base import CacheFile
+from sync.client.base import Adoption, CacheFile
 from sync.client.errors import NotACacheFile
 from sync.client.reads import ConsoleReads
-from sync.client.rebase import apply_pull, apply_push_results
+from sync.client.rebase import PullOutcome, apply_pull, apply_push_results
 from sync.client.replica import OutboxEntry, ticket_of
 from sync.client.store import (
     device,
@@ -54,7 +55,14 @@ from sync.client.store import (
     sync_state,
 )
 from sync.client.views import AppliedPull, Rejection, WaitingChanges
-from sync.protocol import MAX_PUSH_EVENTS, EventResult, LeaseBlock, PullResponse, ReferenceData
+from sync.protocol import (
+    MAX_PUSH_EVENTS,
+    BranchStateBody,
+    EventResult,
+    LeaseBlock,
+    PullResponse,
+    ReferenceData,
+)
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +222,18 @@ class LocalCache(CacheFile, ConsoleReads):
             self._settle(conn, outcome)
         return outcome.rejections
 
+    def wants_state(self) -> bool:
+        """Whether the next pull should ask for the branch's state (a new, empty cache).
+
+        See :meth:`apply_pull`: a device that holds nothing yet starts from the
+        service's fold of the log instead of folding every event itself.
+        """
+        with self._reading() as conn:
+            if conn.execute(select(sync_state.c.cursor)).scalar_one() != 0:
+                return False
+        with self._lock:
+            return not self._replica.tail and snapshot.fingerprint() is not None
+
     def apply_pull(self, page: PullResponse) -> AppliedPull:
         """Store a pulled page, rebase pending events on it, update the projection.
 
@@ -221,6 +241,14 @@ class LocalCache(CacheFile, ConsoleReads):
         sync, a long outage) folds each event once (see :meth:`Replica.absorb`);
         the last page of a pull separates ``live`` again and, every
         :data:`~sync.client.base.SNAPSHOT_EVERY` events, saves a snapshot.
+
+        A page that carries the branch's state (a new device's first pull, see
+        :class:`~sync.protocol.BranchStateBody`) starts an *adoption*: while the
+        cache holds no own events, the pages up to the state's ``server_seq`` are
+        stored without being folded, and once the log reaches it the state is
+        saved as the cache's snapshot and loaded like one (which checks that the
+        stored log is the one it covers, and else replays the log). Until then the
+        console's view of the queue stays as it was (empty, for a new device).
         """
         with self._writing() as conn:
             self._dirty = True
@@ -228,14 +256,22 @@ class LocalCache(CacheFile, ConsoleReads):
             changed, reload = False, False
             if page.reference is not None:
                 changed, reload = self._use_reference(conn, page.reference)
-            share = page.has_more and len(page.events) >= BULK_PAGE
-            outcome = apply_pull(conn, self._replica, page, cursor, share)
+            if page.state is not None:
+                self._adopt(page.state, cursor)
+            if self._adopting is not None and (reload or self._replica.tail):
+                self._load(conn)  # folds what was stored; see _load
+                reload = False
+            if self._adopting is not None:
+                outcome = self._store_unfolded(conn, page, cursor)
+            else:
+                share = page.has_more and len(page.events) >= BULK_PAGE
+                outcome = apply_pull(conn, self._replica, page, cursor, share)
             conn.execute(update(sync_state).values(cursor=max(cursor, page.cursor)))
             if reload:
                 outcome.rejections += self._load(conn).rejections
                 projection.rewrite(conn, self._replica.live, self._replica.unsynced_tickets())
             self._settle(conn, outcome)
-            if not page.has_more:
+            if not page.has_more and self._adopting is None:
                 self._replica.detach()  # so that the next command does not pay for it
                 self._save_snapshot(conn)
         return AppliedPull(
@@ -247,6 +283,50 @@ class LocalCache(CacheFile, ConsoleReads):
             reference_changed=changed,
             rejections=outcome.rejections,
         )
+
+    def _adopt(self, state: BranchStateBody, cursor: int) -> None:
+        """Start adopting the service's ``state`` if this cache is new and can use it."""
+        if cursor != 0 or self._replica.tail or self._replica.folded:
+            return
+        if state.format != state_codec.FORMAT or snapshot.fingerprint() is None:
+            log.info("branch state of format %s not used; folding the log", state.format)
+            return
+        reference = self._replica.reference
+        self._adopting = Adoption(state, reference.version if reference else None)
+        self._replica.replayable = False  # base lags the log until the state is loaded
+
+    def _store_unfolded(self, conn: Connection, page: PullResponse, cursor: int) -> PullOutcome:
+        """Store the page's new events unfolded; load the adopted state once they reach it."""
+        adopting = self._adopting
+        assert adopting is not None
+        fresh = [p for p in page.events if p.server_seq > cursor]
+        try:
+            stored = [(p.server_seq, *rows.unfolded_ids(p.event)) for p in fresh]
+        except ValueError as exc:
+            log.warning("pulled events not stored unfolded (%s); folding the log", exc)
+            self._load(conn)
+            share = page.has_more and len(page.events) >= BULK_PAGE
+            return apply_pull(conn, self._replica, page, cursor, share)
+        rows.store_confirmed(
+            conn,
+            (
+                (seq, event_id, rows.dumps_pulled(p.event), ticket)
+                for (seq, event_id, ticket), p in zip(stored, fresh, strict=True)
+            ),
+        )
+        outcome = PullOutcome(stored=len(fresh))
+        if max(cursor, page.cursor) >= adopting.state.server_seq:
+            snapshot.adopt(conn, adopting.state, adopting.reference_version)
+            self._adopting = None
+            outcome.rejections += self._load(conn).rejections
+            self._project_all(conn)
+            log.info(
+                "cache %s: started from the service's state at %s (%s)",
+                self.path,
+                adopting.state.server_seq,
+                "used" if self.snapshot_used else "not matching the log: replayed",
+            )
+        return outcome
 
     def realign(self, expected: int) -> int:
         """Renumber the unsent events from ``expected`` on; returns how many moved.

@@ -532,18 +532,25 @@ async def pull_to_head(
     so a first sync or the catch-up after an outage takes about the longer of the
     two per page rather than their sum. Pages overlapping what the live stream
     applied meanwhile are harmless: ``apply_pull`` skips events at or below the
-    cache's cursor. ``on_page`` is called after each page is applied.
+    cache's cursor. ``on_page`` is called after each page is applied. A new cache
+    asks for the branch's state with the first page (see ``LocalCache.apply_pull``).
     """
     ref = cache.reference_version()
 
-    def ask(after: int) -> tuple[asyncio.Future[PullResponse], asyncio.Event]:
+    def ask(after: int, state: bool = False) -> tuple[asyncio.Future[PullResponse], asyncio.Event]:
         sent = asyncio.Event()
         call = api.pull(
-            branch_id, after, device_id=device_id, limit=limit, ref_version=ref, sent=sent
+            branch_id,
+            after,
+            device_id=device_id,
+            limit=limit,
+            ref_version=ref,
+            state=state,
+            sent=sent,
         )
         return asyncio.ensure_future(call), sent
 
-    ahead, _ = ask(cache.cursor())
+    ahead, _ = ask(cache.cursor(), state=cache.wants_state())
     stored = 0
     try:
         while True:

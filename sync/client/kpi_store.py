@@ -38,6 +38,7 @@ from sync.client import exact_sum
 from sync.client.replica import OutboxEntry, ticket_of
 from sync.client.store import (
     HOUR_COUNTS,
+    driver,
     events,
     kpi_branch_hours,
     kpi_dirty,
@@ -92,8 +93,15 @@ def keep_facts(
     if len(ticket_ids) <= DEFER_OVER:
         write_facts(conn, time_zone, tail, ticket_ids, targets)
         return
-    ids = [{"ticket_id": t} for t in sorted(ticket_ids)]
-    conn.execute(sqlite_insert(kpi_dirty).on_conflict_do_nothing(), ids)
+    list_for_later(conn, ticket_ids)
+
+
+_LIST = "INSERT OR IGNORE INTO kpi_dirty (ticket_id) VALUES (?)"
+
+
+def list_for_later(conn: Connection, ticket_ids: Iterable[str]) -> None:
+    """List tickets in ``kpi_dirty`` for :func:`flush_facts` (a first sync lists thousands)."""
+    driver(conn).executemany(_LIST, [(t,) for t in sorted(ticket_ids)])
 
 
 def has_deferred(conn: Connection) -> bool:

@@ -7,14 +7,15 @@ and every write of a given table goes through one function.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic_core import to_json as encode_json
 from sqlalchemy import Connection, delete, insert, select, update
 
-from core.events import EventBase, event_to_dict, parse_event, validate_events
+from core.events import EVENT_TYPES, EventBase, event_to_dict, parse_event, validate_events
 from core.state import BranchState
 from sync.client.replica import OutboxEntry
 from sync.client.store import alerts, driver, events, outbox
@@ -37,6 +38,33 @@ def dumps_pulled(body: dict[str, Any]) -> str:
     escaped; both read back the same.
     """
     return encode_json(body).decode()
+
+
+# A UUID as the service writes it (and str(uuid.UUID(...)) gives): the form the log
+# stores ids in, checked without building a UUID object per event.
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
+
+
+def _is_uuid(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and _UUID(value) is not None
+
+
+def unfolded_ids(body: dict[str, Any]) -> tuple[str, str | None]:
+    """``(event id, ticket id)`` of a pulled event stored without being parsed.
+
+    Only while a new cache adopts the service's state (see
+    :meth:`sync.client.cache.LocalCache.apply_pull`): the events are parsed when
+    their tickets' KPI facts are written, or if the log is ever replayed. Raises
+    ValueError for a body that does not look like an event of the log.
+    """
+    event_id, ticket_id = body.get("id"), body.get("ticket_id")
+    if body.get("type") not in EVENT_TYPES or not _is_uuid(event_id):
+        raise ValueError(f"not an event of the log: {str(body)[:200]}")
+    if ticket_id is None:
+        return event_id, None
+    if not _is_uuid(ticket_id):
+        raise ValueError(f"event {event_id}: ticket_id is not a UUID")
+    return event_id, ticket_id
 
 
 _STORE_CONFIRMED = "INSERT INTO events (server_seq, event_id, body, ticket_id) VALUES (?, ?, ?, ?)"

@@ -37,6 +37,7 @@ from core.events import Customer
 from core.state import BranchState
 from core.state_codec import FORMAT, decode, encode
 from sync.client.store import events, snapshot
+from sync.protocol import BranchStateBody
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,33 @@ def save(
         )
     )
     return at
+
+
+def adopt(conn: Connection, state: BranchStateBody, reference_version: str | None) -> None:
+    """Store the service's fold of the log up to ``state.server_seq`` as the snapshot.
+
+    Like :func:`save`, but the state was folded (and encoded, in this codec's
+    format) by the service. Its position comes from the service; :func:`load`
+    uses it only if the stored log matches it, as for any snapshot.
+    """
+    stamp = fingerprint()
+    conn.execute(delete(snapshot))
+    if stamp is None or state.format != FORMAT:
+        return
+    conn.execute(
+        insert(snapshot).values(
+            id=1,
+            format=FORMAT,
+            fingerprint=stamp,
+            reference_version=reference_version,
+            server_seq=state.server_seq,
+            event_id=str(state.event_id),
+            events=state.events,
+            skipped=0,
+            crc=zlib.crc32(state.body.encode()),
+            body=state.body,
+        )
+    )
 
 
 def discard(conn: Connection) -> None:

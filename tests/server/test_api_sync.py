@@ -20,11 +20,15 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from core.events import parse_event
+from core.machine import apply as apply_event
 from core.numbering import FALLBACK_FLOOR, MAX_DEVICE_SLOTS
 from core.permissions import TENANT_ADMIN
+from core.state_codec import FORMAT, decode
 from server.models import AuditLog, Device, QueueEvent, Service
 from server.services import tenants
 from server.services.branches import create_counter, create_service
+from server.services.queue_state import find_branch, read_config
 from sync.protocol import DEVICE_HEADER, MAX_PUSH_BYTES, MAX_PUSH_EVENTS
 from tests.server.api_support import TENANT, World, add_user, bearer, running_app
 from tests.server.sync_events import Console, today
@@ -411,6 +415,39 @@ def test_reference_data_comes_only_when_its_version_changed(desk: Desk) -> None:
     assert [(s["code"], s["active"]) for s in changed["services"]] == [("A", True), ("L", False)]
     # The version is a hash of the content: the same content gives the same version.
     assert desk.pull(console).json()["reference"]["version"] == changed["version"]
+
+
+def test_a_first_pull_asking_for_the_state_gets_the_services_fold_of_the_log(
+    desk: Desk,
+) -> None:
+    console = desk.console()
+    events = [console.open(desk.c1)] + [
+        console.issue(desk.accounts, f"A{n:03}") for n in range(1, 6)
+    ]
+    events.append(console.call(events[1]["ticket_id"], desk.c1))
+    rejected = console.issue(desk.accounts, "A003")  # refused: not in the log, not folded
+    desk.pushed(console, [*events, rejected])
+
+    page = desk.pull(console, after=0, limit=2, state="true").json()
+
+    assert [e["server_seq"] for e in page["events"]] == [1, 2]
+    assert page["has_more"]
+    state = page["state"]
+    assert (state["format"], state["server_seq"], state["events"]) == (FORMAT, 7, 7)
+    assert state["event_id"] == events[-1]["id"]
+    with desk.world.session() as session:  # the log folded afresh, from what a pull gives
+        branch = find_branch(session, desk.world.tenant_id, desk.world.branch_id)
+        folded = read_config(session, branch).new_state(desk.world.branch_id)
+    for event in desk.pull(console).json()["events"]:
+        apply_event(folded, parse_event(event["event"]))
+    decoded = decode(state["body"])
+    assert decoded == folded
+    assert decoded.counters[str(desk.c1)].current_ticket_id == events[1]["ticket_id"]
+    assert decoded.applied == folded.applied == 7
+    # Only a first pull (after=0) that does not hold the whole log gets it, and only if asked.
+    assert desk.pull(console, after=0, limit=2).json()["state"] is None
+    assert desk.pull(console, after=2, limit=2, state="true").json()["state"] is None
+    assert desk.pull(console, after=0, limit=100, state="true").json()["state"] is None
 
 
 def test_pull_needs_no_device_and_caps_the_limit(desk: Desk) -> None:

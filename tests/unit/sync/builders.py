@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core import commands as cmd
+from core import state_codec
 from core.errors import DomainError
 from core.events import EventBase, event_to_dict, parse_event
 from core.machine import apply, decide
@@ -24,6 +25,7 @@ from sync.client.replica import new_state
 from sync.client.views import AppliedPull, Rejection, TicketView
 from sync.protocol import (
     BranchRef,
+    BranchStateBody,
     CounterRef,
     EventResult,
     LeaseBlock,
@@ -149,18 +151,31 @@ class FakeService:
             results.append(verdict)
         return cache.apply_push_results(results)
 
-    def pull(self, cache: LocalCache, limit: int = 5000) -> AppliedPull:
+    def pull(self, cache: LocalCache, limit: int = 5000, state: bool = False) -> AppliedPull:
+        """The next page after the cache's cursor; ``state`` as the real service does it."""
         after = cache.cursor()
         chunk = self.log[after : after + limit]
         version = cache.reference_version()
+        has_more = after + len(chunk) < len(self.log)
         return cache.apply_pull(
             PullResponse(
                 events=chunk,
                 cursor=after + len(chunk),
-                has_more=after + len(chunk) < len(self.log),
+                has_more=has_more,
                 last_device_seq=self.device_seqs.get(cache.device_id, 0),
                 reference=None if version == self.ref.version else self.ref,
+                state=self.state_body() if state and after == 0 and has_more else None,
             )
+        )
+
+    def state_body(self) -> BranchStateBody:
+        """The state at the head of the log, as the service sends it to a new device."""
+        return BranchStateBody(
+            format=state_codec.FORMAT,
+            server_seq=len(self.log),
+            event_id=self.log[-1].event["id"],
+            events=len(self.log),
+            body=state_codec.encode(self.state),
         )
 
     def sync(self, cache: LocalCache) -> list[Rejection]:

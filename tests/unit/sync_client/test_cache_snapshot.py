@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from core import commands as cmd
+from core import state_codec
 from core.events import Customer
 from core.machine import replay
 from core.values import Channel, PriorityClass, TicketNumber
-from core import state_codec
 from sync.client import base, snapshot
 from sync.client.cache import LocalCache
 from sync.protocol import ServiceRef
