@@ -234,6 +234,29 @@ class LocalCache(CacheFile, ConsoleReads):
         with self._lock:
             return not self._replica.tail and snapshot.fingerprint() is not None
 
+    def await_state(self) -> None:
+        """Store pulled pages unfolded from now on: the branch's state is on its way.
+
+        For the sync engine, which asks for the state alongside the first pages;
+        :meth:`stop_awaiting_state` when the pull ends.
+        """
+        with self._lock:
+            if self._adopting is None and not self._replica.tail:
+                self._adopting = Adoption(None, None)
+                self._replica.replayable = False  # base lags the log until the state is loaded
+
+    def stop_awaiting_state(self) -> None:
+        """If no state arrived after :meth:`await_state`, fold what was stored instead.
+
+        An adoption whose state arrived goes on (its events may still be on their way).
+        """
+        with self._lock:
+            if self._adopting is None or self._adopting.state is not None:
+                return
+            with self._writing() as conn:
+                self._dirty = True
+                self._load(conn)  # gives the adoption up: folds and shows the stored events
+
     def apply_pull(self, page: PullResponse) -> AppliedPull:
         """Store a pulled page, rebase pending events on it, update the projection.
 
@@ -243,12 +266,14 @@ class LocalCache(CacheFile, ConsoleReads):
         :data:`~sync.client.base.SNAPSHOT_EVERY` events, saves a snapshot.
 
         A page that carries the branch's state (a new device's first pull, see
-        :class:`~sync.protocol.BranchStateBody`) starts an *adoption*: while the
-        cache holds no own events, the pages up to the state's ``server_seq`` are
-        stored without being folded, and once the log reaches it the state is
-        saved as the cache's snapshot and loaded like one (which checks that the
-        stored log is the one it covers, and else replays the log). Until then the
-        console's view of the queue stays as it was (empty, for a new device).
+        :class:`~sync.protocol.BranchStateBody`) starts an *adoption* (or completes
+        one begun by :meth:`await_state`): while the cache holds no own events, the
+        pages are stored without being folded, and once the log reaches the state's
+        ``server_seq`` the state is saved as the cache's snapshot and loaded like one
+        (which checks that the stored log is the one it covers, and else replays the
+        log). Until then the console's view of the queue stays as it was (empty, for
+        a new device). A reload, a reference data change that needs a replay, an own
+        event or a malformed one gives the adoption up: what was stored is folded.
         """
         with self._writing() as conn:
             self._dirty = True
@@ -257,7 +282,7 @@ class LocalCache(CacheFile, ConsoleReads):
             if page.reference is not None:
                 changed, reload = self._use_reference(conn, page.reference)
             if page.state is not None:
-                self._adopt(page.state, cursor)
+                self._adopt(page.state)
             if self._adopting is not None and (reload or self._replica.tail):
                 self._load(conn)  # folds what was stored; see _load
                 reload = False
@@ -284,10 +309,14 @@ class LocalCache(CacheFile, ConsoleReads):
             rejections=outcome.rejections,
         )
 
-    def _adopt(self, state: BranchStateBody, cursor: int) -> None:
-        """Start adopting the service's ``state`` if this cache is new and can use it."""
-        if cursor != 0 or self._replica.tail or self._replica.folded:
-            return
+    def _adopt(self, state: BranchStateBody) -> None:
+        """Adopt the service's ``state`` if this cache can use it.
+
+        Events folded before (a cache that did not await it) stay folded until the
+        state, loaded over the stored log, replaces them.
+        """
+        if self._replica.tail:
+            return  # own events: they are rebased on the log as it is folded
         if state.format != state_codec.FORMAT or snapshot.fingerprint() is None:
             log.info("branch state of format %s not used; folding the log", state.format)
             return
@@ -297,8 +326,6 @@ class LocalCache(CacheFile, ConsoleReads):
 
     def _store_unfolded(self, conn: Connection, page: PullResponse, cursor: int) -> PullOutcome:
         """Store the page's new events unfolded; load the adopted state once they reach it."""
-        adopting = self._adopting
-        assert adopting is not None
         fresh = [p for p in page.events if p.server_seq > cursor]
         try:
             stored = [(p.server_seq, *rows.unfolded_ids(p.event)) for p in fresh]
@@ -315,15 +342,21 @@ class LocalCache(CacheFile, ConsoleReads):
             ),
         )
         outcome = PullOutcome(stored=len(fresh))
-        if max(cursor, page.cursor) >= adopting.state.server_seq:
-            snapshot.adopt(conn, adopting.state, adopting.reference_version)
+        adopting = self._adopting
+        state = adopting.state if adopting is not None else None
+        if (
+            adopting is not None
+            and state is not None
+            and max(cursor, page.cursor) >= state.server_seq
+        ):
+            snapshot.adopt(conn, state, adopting.reference_version)
             self._adopting = None
             outcome.rejections += self._load(conn).rejections
             self._project_all(conn)
             log.info(
                 "cache %s: started from the service's state at %s (%s)",
                 self.path,
-                adopting.state.server_seq,
+                state.server_seq,
                 "used" if self.snapshot_used else "not matching the log: replayed",
             )
         return outcome

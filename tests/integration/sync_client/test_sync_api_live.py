@@ -152,6 +152,7 @@ async def test_each_next_page_is_requested_before_the_current_one_is_applied(
         return apply(page)
 
     cache.apply_pull = noting  # type: ignore[method-assign]
+    cache.wants_state = lambda: False  # type: ignore[method-assign]  # pages alone (see below)
     try:
         calls.clear()
         stored = await pull_to_head(
@@ -193,6 +194,64 @@ async def test_pull_reports_when_its_request_went_out(
     assert sent_before_answer == [True]  # set once the request was sent, before any answer
 
 
+async def test_a_new_cache_asks_for_the_branch_state_alongside_and_starts_from_it(
+    server: Server,
+    api: SyncApi,
+    console: Console,
+    tmp_path: Path,
+) -> None:
+    head = await push_tickets(server, api, console, 7)
+    cache = LocalCache.open(tmp_path / "cache.sqlite3", str(console.branch_id))
+    asked: list[dict[str, object]] = []
+    real_pull = api.pull
+
+    async def noting(*args: object, **kwargs: object) -> PullResponse:
+        asked.append(kwargs)
+        return await real_pull(*args, **kwargs)  # type: ignore[arg-type]
+
+    api.pull = noting  # type: ignore[method-assign]
+    try:
+        assert cache.wants_state()
+        stored = await pull_to_head(api, cache, console.branch_id, console.id, limit=2)
+
+        assert stored == 7
+        assert [a.get("state", False) for a in asked].count(True) == 1
+        assert cache.snapshot_used  # the state, loaded over the stored log
+        assert cache._adopting is None
+        assert cache.cursor() == head
+        assert sum(len(q) for q in cache.waiting_by_service().values()) == 7
+        asked.clear()
+        await pull_to_head(api, cache, console.branch_id, console.id, limit=2)
+        assert [a.get("state", False) for a in asked] == [False]  # only a new cache asks
+    finally:
+        cache.close()
+
+
+async def test_without_the_branch_state_a_new_cache_folds_what_it_stored(
+    server: Server,
+    api: SyncApi,
+    console: Console,
+    tmp_path: Path,
+) -> None:
+    await push_tickets(server, api, console, 7)
+    cache = LocalCache.open(tmp_path / "cache.sqlite3", str(console.branch_id))
+    real_pull = api.pull
+
+    async def no_state(*args: object, **kwargs: object) -> PullResponse:
+        if kwargs.get("state"):
+            raise RuntimeError("the service could not send it")
+        return await real_pull(*args, **kwargs)  # type: ignore[arg-type]
+
+    api.pull = no_state  # type: ignore[method-assign]
+    try:
+        assert await pull_to_head(api, cache, console.branch_id, console.id, limit=2) == 7
+        assert not cache.snapshot_used
+        assert cache._adopting is None
+        assert sum(len(q) for q in cache.waiting_by_service().values()) == 7
+    finally:
+        cache.close()
+
+
 async def test_a_failing_next_page_stops_after_the_current_one_is_applied(
     server: Server,
     api: SyncApi,
@@ -206,7 +265,8 @@ async def test_a_failing_next_page_stops_after_the_current_one_is_applied(
 
     async def second_fails(*args: object, **kwargs: object) -> PullResponse:
         nonlocal pulls
-        pulls += 1
+        if not kwargs.get("state"):  # the branch state, asked for alongside, comes through
+            pulls += 1
         if pulls == 2:
             raise RuntimeError("the link broke")
         return await real_pull(*args, **kwargs)  # type: ignore[arg-type]
@@ -215,13 +275,13 @@ async def test_a_failing_next_page_stops_after_the_current_one_is_applied(
     try:
         with pytest.raises(RuntimeError, match="the link broke"):
             await pull_to_head(api, cache, console.branch_id, console.id, limit=2)
-        assert cache.cursor() == 2  # the first page was applied all the same
-        # A new cache: it stored the page to adopt the service's state (see
-        # LocalCache.apply_pull); it shows the queue once the log reaches that state.
-        assert cache._adopting is not None
+        assert cache.cursor() == 2  # the first page was stored all the same
+        # A new cache (see LocalCache.apply_pull): shown once adopted or folded.
+        if cache._adopting is None:
+            assert sum(len(q) for q in cache.waiting_by_service().values()) == 2
         api.pull = real_pull  # type: ignore[method-assign]
         await pull_to_head(api, cache, console.branch_id, console.id, limit=2)
-        assert cache.snapshot_used
+        assert cache._adopting is None
         assert sum(len(q) for q in cache.waiting_by_service().values()) == 3
     finally:
         cache.close()
