@@ -254,7 +254,6 @@ class LocalCache(CacheFile, ConsoleReads):
             if self._adopting is None or self._adopting.state is not None:
                 return
             with self._writing() as conn:
-                self._dirty = True
                 self._load(conn)  # gives the adoption up: folds and shows the stored events
 
     def apply_pull(self, page: PullResponse) -> AppliedPull:

@@ -577,8 +577,10 @@ async def pull_to_head(
                     _use_state(cache, state)
                     state = None
                 return stored
+    except Exception:
+        cache.stop_awaiting_state()  # the pages stored so far are shown while offline
+        raise
     finally:
-        cache.stop_awaiting_state()
         for call in (ahead, state):
             if call is None:
                 continue
