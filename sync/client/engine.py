@@ -565,17 +565,18 @@ async def pull_to_head(
                 ahead, sent = ask(page.cursor)
                 await _sent_or_done(sent, ahead)
             if state is not None and state.done():
-                _use_state(cache, state)
-                state = None
-            applied = cache.apply_pull(page)
-            stored += applied.stored
-            if on_page is not None:
-                on_page(applied)
+                done, state = [_use_state(cache, state)], None
+            else:
+                done = []
+            done.append(cache.apply_pull(page))
+            if not page.has_more and state is not None:
+                await asyncio.wait((state,))
+                done, state = [*done, _use_state(cache, state)], None
+            for applied in filter(None, done):
+                stored += applied.stored
+                if on_page is not None:
+                    on_page(applied)  # the state's answer too: it may bring reference data
             if not page.has_more:
-                if state is not None:
-                    await asyncio.wait((state,))
-                    _use_state(cache, state)
-                    state = None
                 return stored
     except Exception:
         cache.stop_awaiting_state()  # the pages stored so far are shown while offline
@@ -590,14 +591,16 @@ async def pull_to_head(
                 call.exception()  # retrieved: its failure, if any, is not the one to report
 
 
-def _use_state(cache: LocalCache, call: asyncio.Future[PullResponse]) -> None:
+def _use_state(cache: LocalCache, call: asyncio.Future[PullResponse]) -> AppliedPull | None:
     """Apply the finished call for the branch's state; without one, fold what was stored."""
     failure = call.exception()
+    applied = None
     if failure is not None:
         log.info("branch state not received (%s); folding the log", failure)
     else:
-        cache.apply_pull(call.result())
+        applied = cache.apply_pull(call.result())
     cache.stop_awaiting_state()
+    return applied
 
 
 async def _sent_or_done(sent: asyncio.Event, call: asyncio.Future[_T]) -> None:

@@ -227,6 +227,37 @@ async def test_a_new_cache_asks_for_the_branch_state_alongside_and_starts_from_i
         cache.close()
 
 
+async def test_the_branch_states_answer_is_reported_like_a_page(
+    server: Server,
+    api: SyncApi,
+    console: Console,
+    tmp_path: Path,
+) -> None:
+    """Its answer may be the first to bring reference data: the console must hear of it."""
+    await push_tickets(server, api, console, 3)
+    cache = LocalCache.open(tmp_path / "cache.sqlite3", str(console.branch_id))
+    real_pull = api.pull
+
+    async def pages_late(*args: object, **kwargs: object) -> PullResponse:
+        if not kwargs.get("state"):
+            await asyncio.sleep(0.3)  # the state's answer is applied before the first page
+        return await real_pull(*args, **kwargs)  # type: ignore[arg-type]
+
+    api.pull = pages_late  # type: ignore[method-assign]
+    reported: list[AppliedPull] = []
+    try:
+        stored = await pull_to_head(
+            api, cache, console.branch_id, console.id, limit=2, on_page=reported.append
+        )
+
+        assert stored == 3
+        assert len(reported) == 3  # the state's answer, then two pages
+        assert reported[0].reference_changed
+        assert sum(len(q) for q in cache.waiting_by_service().values()) == 3
+    finally:
+        cache.close()
+
+
 async def test_without_the_branch_state_a_new_cache_folds_what_it_stored(
     server: Server,
     api: SyncApi,
