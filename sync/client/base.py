@@ -77,10 +77,10 @@ _BUMP = "UPDATE sync_state SET generation = ?"
 @dataclass(frozen=True, slots=True)
 class Adoption:
     """The service's branch state a new cache is storing the log up to (see
-    :meth:`sync.client.cache.LocalCache.apply_pull`; None: on its way), with the
-    version of the reference data held when it arrived (the one it was folded with)."""
+    :meth:`sync.client.cache.LocalCache.apply_pull`), with the version of the
+    reference data held when it arrived (the one it was folded with)."""
 
-    state: BranchStateBody | None
+    state: BranchStateBody
     reference_version: str | None
 
 

@@ -234,28 +234,6 @@ class LocalCache(CacheFile, ConsoleReads):
         with self._lock:
             return not self._replica.tail and snapshot.fingerprint() is not None
 
-    def await_state(self) -> None:
-        """Store pulled pages unfolded from now on: the branch's state is on its way.
-
-        For the sync engine, which asks for the state alongside the first pages;
-        :meth:`stop_awaiting_state` when the pull ends.
-        """
-        with self._lock:
-            if self._adopting is None and not self._replica.tail:
-                self._adopting = Adoption(None, None)
-                self._replica.replayable = False  # base lags the log until the state is loaded
-
-    def stop_awaiting_state(self) -> None:
-        """If no state arrived after :meth:`await_state`, fold what was stored instead.
-
-        An adoption whose state arrived goes on (its events may still be on their way).
-        """
-        with self._lock:
-            if self._adopting is None or self._adopting.state is not None:
-                return
-            with self._writing() as conn:
-                self._load(conn)  # gives the adoption up: folds and shows the stored events
-
     def apply_pull(self, page: PullResponse) -> AppliedPull:
         """Store a pulled page, rebase pending events on it, update the projection.
 
@@ -265,14 +243,14 @@ class LocalCache(CacheFile, ConsoleReads):
         :data:`~sync.client.base.SNAPSHOT_EVERY` events, saves a snapshot.
 
         A page that carries the branch's state (a new device's first pull, see
-        :class:`~sync.protocol.BranchStateBody`) starts an *adoption* (or completes
-        one begun by :meth:`await_state`): while the cache holds no own events, the
-        pages are stored without being folded, and once the log reaches the state's
-        ``server_seq`` the state is saved as the cache's snapshot and loaded like one
-        (which checks that the stored log is the one it covers, and else replays the
-        log). Until then the console's view of the queue stays as it was (empty, for
-        a new device). A reload, a reference data change that needs a replay, an own
-        event or a malformed one gives the adoption up: what was stored is folded.
+        :class:`~sync.protocol.BranchStateBody`) starts an *adoption*: while the
+        cache holds no own events, the pages are stored without being folded, and
+        once the log reaches the state's ``server_seq`` the state is saved as the
+        cache's snapshot and loaded like one (which checks that the stored log is the
+        one it covers, and else replays the log). Until then the console's view of
+        the queue stays as it was (empty, for a new device). A reload, a reference
+        data change that needs a replay, an own event or a malformed one gives the
+        adoption up: what was stored is folded.
         """
         with self._writing() as conn:
             self._dirty = True
@@ -311,8 +289,8 @@ class LocalCache(CacheFile, ConsoleReads):
     def _adopt(self, state: BranchStateBody) -> None:
         """Adopt the service's ``state`` if this cache can use it.
 
-        Events folded before (a cache that did not await it) stay folded until the
-        state, loaded over the stored log, replaces them.
+        Events folded before it came (a page that carried it late) stay folded until
+        the state, loaded over the stored log, replaces them.
         """
         if self._replica.tail:
             return  # own events: they are rebased on the log as it is folded
@@ -342,12 +320,9 @@ class LocalCache(CacheFile, ConsoleReads):
         )
         outcome = PullOutcome(stored=len(fresh))
         adopting = self._adopting
-        state = adopting.state if adopting is not None else None
-        if (
-            adopting is not None
-            and state is not None
-            and max(cursor, page.cursor) >= state.server_seq
-        ):
+        assert adopting is not None
+        state = adopting.state
+        if max(cursor, page.cursor) >= state.server_seq:
             snapshot.adopt(conn, state, adopting.reference_version)
             self._adopting = None
             outcome.rejections += self._load(conn).rejections

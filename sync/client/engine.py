@@ -532,29 +532,25 @@ async def pull_to_head(
     so a first sync or the catch-up after an outage takes about the longer of the
     two per page rather than their sum. Pages overlapping what the live stream
     applied meanwhile are harmless: ``apply_pull`` skips events at or below the
-    cache's cursor. ``on_page`` is called after each page is applied.
-
-    A new cache also asks for the branch's state (see ``LocalCache.apply_pull``),
-    in a request of its own for a one-event page: the service folds and encodes the
-    state while this side stores the first pages unfolded (``await_state``), and the
-    answer is applied between two pages when it arrives (at the latest after the
-    last page). If it fails or has no state, what was stored is folded instead.
+    cache's cursor. ``on_page`` is called after each page is applied. A new cache
+    asks for the branch's state with the first page (see ``LocalCache.apply_pull``).
     """
     ref = cache.reference_version()
 
-    def ask(after: int) -> tuple[asyncio.Future[PullResponse], asyncio.Event]:
+    def ask(after: int, state: bool = False) -> tuple[asyncio.Future[PullResponse], asyncio.Event]:
         sent = asyncio.Event()
         call = api.pull(
-            branch_id, after, device_id=device_id, limit=limit, ref_version=ref, sent=sent
+            branch_id,
+            after,
+            device_id=device_id,
+            limit=limit,
+            ref_version=ref,
+            state=state,
+            sent=sent,
         )
         return asyncio.ensure_future(call), sent
 
-    ahead, _ = ask(cache.cursor())
-    state: asyncio.Future[PullResponse] | None = None
-    if cache.wants_state():
-        one = api.pull(branch_id, 0, device_id=device_id, limit=1, ref_version=ref, state=True)
-        state = asyncio.ensure_future(one)
-        cache.await_state()
+    ahead, _ = ask(cache.cursor(), state=cache.wants_state())
     stored = 0
     try:
         while True:
@@ -564,43 +560,17 @@ async def pull_to_head(
             if page.has_more:
                 ahead, sent = ask(page.cursor)
                 await _sent_or_done(sent, ahead)
-            if state is not None and state.done():
-                done, state = [_use_state(cache, state)], None
-            else:
-                done = []
-            done.append(cache.apply_pull(page))
-            if not page.has_more and state is not None:
-                await asyncio.wait((state,))
-                done, state = [*done, _use_state(cache, state)], None
-            for applied in filter(None, done):
-                stored += applied.stored
-                if on_page is not None:
-                    on_page(applied)  # the state's answer too: it may bring reference data
+            applied = cache.apply_pull(page)
+            stored += applied.stored
+            if on_page is not None:
+                on_page(applied)
             if not page.has_more:
                 return stored
-    except Exception:
-        cache.stop_awaiting_state()  # the pages stored so far are shown while offline
-        raise
     finally:
-        for call in (ahead, state):
-            if call is None:
-                continue
-            if not call.done():
-                call.cancel()  # a page no one will apply (this one failed, or we were stopped)
-            elif not call.cancelled():
-                call.exception()  # retrieved: its failure, if any, is not the one to report
-
-
-def _use_state(cache: LocalCache, call: asyncio.Future[PullResponse]) -> AppliedPull | None:
-    """Apply the finished call for the branch's state; without one, fold what was stored."""
-    failure = call.exception()
-    applied = None
-    if failure is not None:
-        log.info("branch state not received (%s); folding the log", failure)
-    else:
-        applied = cache.apply_pull(call.result())
-    cache.stop_awaiting_state()
-    return applied
+        if not ahead.done():
+            ahead.cancel()  # a page no one will apply (this one failed, or we were stopped)
+        elif not ahead.cancelled():
+            ahead.exception()  # retrieved: its failure, if any, is not the one to report
 
 
 async def _sent_or_done(sent: asyncio.Event, call: asyncio.Future[_T]) -> None:

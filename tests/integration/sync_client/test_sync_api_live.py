@@ -152,7 +152,6 @@ async def test_each_next_page_is_requested_before_the_current_one_is_applied(
         return apply(page)
 
     cache.apply_pull = noting  # type: ignore[method-assign]
-    cache.wants_state = lambda: False  # type: ignore[method-assign]  # pages alone (see below)
     try:
         calls.clear()
         stored = await pull_to_head(
@@ -168,7 +167,7 @@ async def test_each_next_page_is_requested_before_the_current_one_is_applied(
         assert applied_pages == [2, 2, 2, 1]
         # Pages 1 to 3 say there is more: the next one was on its way before each was
         # applied; the last says there is none, so nothing more was asked for.
-        assert requested_at_apply == [2, 3, 4, 4]
+        assert requested_at_apply == [2, 3, 4, 4]  # the first one asked for the state too
         assert sum(path.endswith("/sync/pull") for path in calls) == 4
         assert cache.cursor() == head
         assert sum(len(q) for q in cache.waiting_by_service().values()) == 7
@@ -194,7 +193,7 @@ async def test_pull_reports_when_its_request_went_out(
     assert sent_before_answer == [True]  # set once the request was sent, before any answer
 
 
-async def test_a_new_cache_asks_for_the_branch_state_alongside_and_starts_from_it(
+async def test_a_new_cache_asks_for_the_branch_state_with_its_first_page(
     server: Server,
     api: SyncApi,
     console: Console,
@@ -215,7 +214,7 @@ async def test_a_new_cache_asks_for_the_branch_state_alongside_and_starts_from_i
         stored = await pull_to_head(api, cache, console.branch_id, console.id, limit=2)
 
         assert stored == 7
-        assert [a.get("state", False) for a in asked].count(True) == 1
+        assert [a.get("state", False) for a in asked] == [True, False, False, False]
         assert cache.snapshot_used  # the state, loaded over the stored log
         assert cache._adopting is None
         assert cache.cursor() == head
@@ -227,51 +226,20 @@ async def test_a_new_cache_asks_for_the_branch_state_alongside_and_starts_from_i
         cache.close()
 
 
-async def test_the_branch_states_answer_is_reported_like_a_page(
+async def test_without_the_branch_state_a_new_cache_folds_the_log(
     server: Server,
     api: SyncApi,
     console: Console,
     tmp_path: Path,
 ) -> None:
-    """Its answer may be the first to bring reference data: the console must hear of it."""
-    await push_tickets(server, api, console, 3)
-    cache = LocalCache.open(tmp_path / "cache.sqlite3", str(console.branch_id))
-    real_pull = api.pull
-
-    async def pages_late(*args: object, **kwargs: object) -> PullResponse:
-        if not kwargs.get("state"):
-            await asyncio.sleep(0.3)  # the state's answer is applied before the first page
-        return await real_pull(*args, **kwargs)  # type: ignore[arg-type]
-
-    api.pull = pages_late  # type: ignore[method-assign]
-    reported: list[AppliedPull] = []
-    try:
-        stored = await pull_to_head(
-            api, cache, console.branch_id, console.id, limit=2, on_page=reported.append
-        )
-
-        assert stored == 3
-        assert len(reported) == 3  # the state's answer, then two pages
-        assert reported[0].reference_changed
-        assert sum(len(q) for q in cache.waiting_by_service().values()) == 3
-    finally:
-        cache.close()
-
-
-async def test_without_the_branch_state_a_new_cache_folds_what_it_stored(
-    server: Server,
-    api: SyncApi,
-    console: Console,
-    tmp_path: Path,
-) -> None:
+    """A service that does not send it (an older one): the pages are folded as they come."""
     await push_tickets(server, api, console, 7)
     cache = LocalCache.open(tmp_path / "cache.sqlite3", str(console.branch_id))
     real_pull = api.pull
 
     async def no_state(*args: object, **kwargs: object) -> PullResponse:
-        if kwargs.get("state"):
-            raise RuntimeError("the service could not send it")
-        return await real_pull(*args, **kwargs)  # type: ignore[arg-type]
+        page = await real_pull(*args, **kwargs)  # type: ignore[arg-type]
+        return page.model_copy(update={"state": None})
 
     api.pull = no_state  # type: ignore[method-assign]
     try:
@@ -296,8 +264,7 @@ async def test_a_failing_next_page_stops_after_the_current_one_is_applied(
 
     async def second_fails(*args: object, **kwargs: object) -> PullResponse:
         nonlocal pulls
-        if not kwargs.get("state"):  # the branch state, asked for alongside, comes through
-            pulls += 1
+        pulls += 1
         if pulls == 2:
             raise RuntimeError("the link broke")
         return await real_pull(*args, **kwargs)  # type: ignore[arg-type]
@@ -306,10 +273,11 @@ async def test_a_failing_next_page_stops_after_the_current_one_is_applied(
     try:
         with pytest.raises(RuntimeError, match="the link broke"):
             await pull_to_head(api, cache, console.branch_id, console.id, limit=2)
-        assert cache.cursor() == 2  # the first page was stored all the same
-        # A new cache (see LocalCache.apply_pull): shown once adopted or folded.
-        if cache._adopting is None:
-            assert sum(len(q) for q in cache.waiting_by_service().values()) == 2
+        assert cache.cursor() == 2  # the first page was applied all the same
+        # A new cache: it stored the page to adopt the service's state (see
+        # LocalCache.apply_pull); it shows the queue once the log reaches that state.
+        assert cache._adopting is not None
+        assert cache.waiting_by_service() == {}
         api.pull = real_pull  # type: ignore[method-assign]
         await pull_to_head(api, cache, console.branch_id, console.id, limit=2)
         assert cache._adopting is None

@@ -275,39 +275,3 @@ def test_a_cache_with_its_own_events_or_a_cursor_does_not_ask_for_the_state(
 
     assert not with_command.wants_state()
     assert not pulled.wants_state()
-
-
-def test_pages_awaiting_the_state_are_folded_if_it_never_comes(tmp_path: Path) -> None:
-    service = FakeService()
-    run(service, BUSY)
-    new = open_cache(tmp_path, "new")
-    new.await_state()
-
-    pull_all(service, new, 5)
-    assert rows(new) == []  # stored, waiting for the state
-    new.stop_awaiting_state()
-
-    assert new._adopting is None
-    assert not new.snapshot_used
-    assert_converged(flushed(new), flushed(folded(tmp_path, service)))
-
-
-def test_a_state_arriving_after_the_pages_it_covers_is_adopted_at_once(tmp_path: Path) -> None:
-    service = FakeService()
-    run(service, BUSY)
-    new = open_cache(tmp_path, "new")
-    new.await_state()
-    pull_all(service, new, 5)
-    late = service.log[:1]  # the one-event page the state comes with
-
-    new.apply_pull(
-        PullResponse(
-            events=late, cursor=1, has_more=True, last_device_seq=0, state=service.state_body()
-        )
-    )
-    new.stop_awaiting_state()  # nothing left to give up
-
-    assert new._adopting is None
-    assert new.snapshot_used
-    assert new.cursor() == len(service.log)
-    assert_converged(flushed(new), flushed(folded(tmp_path, service)))
