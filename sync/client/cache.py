@@ -263,9 +263,10 @@ class LocalCache(CacheFile, ConsoleReads):
             if self._adopting is not None and (reload or self._replica.tail):
                 self._load(conn)  # folds what was stored; see _load
                 reload = False
+            outcome = None
             if self._adopting is not None:
                 outcome = self._store_unfolded(conn, page, cursor)
-            else:
+            if outcome is None:
                 share = page.has_more and len(page.events) >= BULK_PAGE
                 outcome = apply_pull(conn, self._replica, page, cursor, share)
             conn.execute(update(sync_state).values(cursor=max(cursor, page.cursor)))
@@ -301,16 +302,21 @@ class LocalCache(CacheFile, ConsoleReads):
         self._adopting = Adoption(state, reference.version if reference else None)
         self._replica.replayable = False  # base lags the log until the state is loaded
 
-    def _store_unfolded(self, conn: Connection, page: PullResponse, cursor: int) -> PullOutcome:
-        """Store the page's new events unfolded; load the adopted state once they reach it."""
+    def _store_unfolded(
+        self, conn: Connection, page: PullResponse, cursor: int
+    ) -> PullOutcome | None:
+        """Store the page's new events unfolded; load the adopted state once they reach it.
+
+        None when an event does not look like one of the log: the adoption is given
+        up (what was stored is folded) and the page is to be folded as usual.
+        """
         fresh = [p for p in page.events if p.server_seq > cursor]
         try:
             stored = [(p.server_seq, *rows.unfolded_ids(p.event)) for p in fresh]
         except ValueError as exc:
             log.warning("pulled events not stored unfolded (%s); folding the log", exc)
             self._load(conn)
-            share = page.has_more and len(page.events) >= BULK_PAGE
-            return apply_pull(conn, self._replica, page, cursor, share)
+            return None
         rows.store_confirmed(
             conn,
             (

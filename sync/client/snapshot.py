@@ -160,26 +160,11 @@ def save(
     are written after it in this transaction). Returns None, storing nothing, when
     this build does not use snapshots.
     """
-    stamp = fingerprint()
     conn.execute(delete(snapshot))
-    if stamp is None:
+    if fingerprint() is None:
         return None
-    body = encode(state)
     at = log_position(conn)
-    conn.execute(
-        insert(snapshot).values(
-            id=1,
-            format=FORMAT,
-            fingerprint=stamp,
-            reference_version=reference_version,
-            server_seq=at.server_seq,
-            event_id=at.event_id,
-            events=at.count,
-            skipped=skipped,
-            crc=zlib.crc32(body.encode()),
-            body=body,
-        )
-    )
+    _store(conn, encode(state), at, skipped, reference_version)
     return at
 
 
@@ -190,22 +175,28 @@ def adopt(conn: Connection, state: BranchStateBody, reference_version: str | Non
     format) by the service. Its position comes from the service; :func:`load`
     uses it only if the stored log matches it, as for any snapshot.
     """
-    stamp = fingerprint()
     conn.execute(delete(snapshot))
-    if stamp is None or state.format != FORMAT:
+    if fingerprint() is None or state.format != FORMAT:
         return
+    at = Position(state.server_seq, str(state.event_id), state.events)
+    _store(conn, state.body, at, 0, reference_version)
+
+
+def _store(
+    conn: Connection, body: str, at: Position, skipped: int, reference_version: str | None
+) -> None:
     conn.execute(
         insert(snapshot).values(
             id=1,
             format=FORMAT,
-            fingerprint=stamp,
+            fingerprint=fingerprint(),
             reference_version=reference_version,
-            server_seq=state.server_seq,
-            event_id=str(state.event_id),
-            events=state.events,
-            skipped=0,
-            crc=zlib.crc32(state.body.encode()),
-            body=state.body,
+            server_seq=at.server_seq,
+            event_id=at.event_id,
+            events=at.count,
+            skipped=skipped,
+            crc=zlib.crc32(body.encode()),
+            body=body,
         )
     )
 

@@ -59,6 +59,18 @@ def flushed(cache: LocalCache) -> LocalCache:
     return cache
 
 
+def busy_and_new(tmp: Path) -> tuple[FakeService, LocalCache]:
+    """A service with a busy log, and a new cache of its branch."""
+    service = FakeService()
+    run(service, BUSY)
+    return service, open_cache(tmp, "new")
+
+
+def assert_as_folded(tmp: Path, service: FakeService, cache: LocalCache) -> None:
+    """``cache`` ends where a cache that folded the service's log one event at a time does."""
+    assert_converged(flushed(cache), flushed(folded(tmp, service)))
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(actions=ACTIONS, page_size=st.integers(1, 7))
 def test_adopting_the_state_gives_the_cache_folding_the_log_gives(
@@ -90,9 +102,7 @@ def test_adopting_the_state_gives_the_cache_folding_the_log_gives(
 def test_pages_before_the_state_are_stored_unfolded_and_shown_once_it_is_reached(
     tmp_path: Path,
 ) -> None:
-    service = FakeService()
-    run(service, BUSY)
-    new = open_cache(tmp_path, "new")
+    service, new = busy_and_new(tmp_path)
 
     first = service.pull(new, 4, state=True)
 
@@ -103,7 +113,7 @@ def test_pages_before_the_state_are_stored_unfolded_and_shown_once_it_is_reached
     pull_all(service, new, 4)
     assert new.snapshot_used
     assert new._replica.base == service.state
-    assert_converged(flushed(new), flushed(folded(tmp_path, service)))
+    assert_as_folded(tmp_path, service, new)
 
 
 def test_events_after_the_state_are_folded_on_top_of_it(tmp_path: Path) -> None:
@@ -117,15 +127,13 @@ def test_events_after_the_state_are_folded_on_top_of_it(tmp_path: Path) -> None:
 
     assert new.snapshot_used
     assert new._replica.base == service.state
-    assert_converged(flushed(new), flushed(folded(tmp_path, service)))
+    assert_as_folded(tmp_path, service, new)
 
 
 def test_a_reload_during_an_adoption_folds_what_was_stored_and_shows_it(
     tmp_path: Path,
 ) -> None:
-    service = FakeService()
-    run(service, BUSY)
-    new = open_cache(tmp_path, "new")
+    service, new = busy_and_new(tmp_path)
     service.pull(new, 6, state=True)
     other = LocalCache.open(new.path, BRANCH)  # another writer of the file: new must reload
     other.mark_synced(at(1))
@@ -139,15 +147,13 @@ def test_a_reload_during_an_adoption_folds_what_was_stored_and_shows_it(
     assert shown == set(new._replica.live.tickets)
     pull_all(service, new, 6)
     assert new._replica.base == service.state
-    assert_converged(flushed(new), flushed(folded(tmp_path, service)))
+    assert_as_folded(tmp_path, service, new)
 
 
 def test_a_crash_during_an_adoption_leaves_a_file_that_opens_and_catches_up(
     tmp_path: Path,
 ) -> None:
-    service = FakeService()
-    run(service, BUSY)
-    new = open_cache(tmp_path, "new")
+    service, new = busy_and_new(tmp_path)
     service.pull(new, 5, state=True)
     # The process dies here: nothing of the adoption is in the file but the events.
     new._engine.dispose()
@@ -163,9 +169,7 @@ def test_a_crash_during_an_adoption_leaves_a_file_that_opens_and_catches_up(
 def test_a_command_during_an_adoption_gives_it_up_and_the_command_is_rebased(
     tmp_path: Path,
 ) -> None:
-    service = FakeService()
-    run(service, BUSY)
-    new = open_cache(tmp_path, "new")
+    service, new = busy_and_new(tmp_path)
     service.pull(new, 5, state=True)
 
     issued = new.issue_ticket(ACCOUNTS, at=at(300))
@@ -176,15 +180,13 @@ def test_a_command_during_an_adoption_gives_it_up_and_the_command_is_rebased(
     service.sync(new)
     assert new.outbox_size() == 0
     assert issued.ticket_id in new._replica.base.tickets
-    assert_converged(flushed(new), flushed(folded(tmp_path, service)))
+    assert_as_folded(tmp_path, service, new)
 
 
 def test_a_state_that_does_not_match_the_stored_log_is_replayed_instead(
     tmp_path: Path,
 ) -> None:
-    service = FakeService()
-    run(service, BUSY)
-    new = open_cache(tmp_path, "new")
+    service, new = busy_and_new(tmp_path)
     wrong = service.state_body().model_copy(update={"events": len(service.log) - 1})
     page = service.log[:4]
     new.apply_pull(
@@ -201,13 +203,11 @@ def test_a_state_that_does_not_match_the_stored_log_is_replayed_instead(
 
     assert not new.snapshot_used
     assert new._replica.base == service.state
-    assert_converged(flushed(new), flushed(folded(tmp_path, service)))
+    assert_as_folded(tmp_path, service, new)
 
 
 def test_a_state_in_another_format_is_not_adopted(tmp_path: Path) -> None:
-    service = FakeService()
-    run(service, BUSY)
-    new = open_cache(tmp_path, "new")
+    service, new = busy_and_new(tmp_path)
     other = service.state_body().model_copy(update={"format": 999, "body": "not ours"})
     new.apply_pull(
         PullResponse(
@@ -218,15 +218,13 @@ def test_a_state_in_another_format_is_not_adopted(tmp_path: Path) -> None:
     assert new._adopting is None
     assert new._replica.base.applied == 4  # folded as usual
     pull_all(service, new, 4)
-    assert_converged(flushed(new), flushed(folded(tmp_path, service)))
+    assert_as_folded(tmp_path, service, new)
 
 
 def test_a_malformed_event_during_an_adoption_is_refused_as_when_folding(
     tmp_path: Path,
 ) -> None:
-    service = FakeService()
-    run(service, BUSY)
-    new = open_cache(tmp_path, "new")
+    service, new = busy_and_new(tmp_path)
     service.pull(new, 4, state=True)
     broken = service.log[4].model_copy(update={"event": {**service.log[4].event, "id": "42"}})
 
@@ -242,7 +240,7 @@ def test_a_malformed_event_during_an_adoption_is_refused_as_when_folding(
     new.mark_synced(at(2))  # the next write reloads: the 4 events are folded
     assert {r[0] for r in rows(new)} == set(new._replica.live.tickets)  # and shown
     pull_all(service, new, 4)
-    assert_converged(flushed(new), flushed(folded(tmp_path, service)))
+    assert_as_folded(tmp_path, service, new)
 
 
 def test_an_unfolded_event_is_stored_under_its_ids() -> None:
