@@ -24,7 +24,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Dialect, Engine, Executable, create_engine, event
+from sqlalchemy import Engine, Executable, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -478,7 +478,7 @@ class DriverQuery:
         compiled = self._compiled or self._compile(connection)
         driver = connection.connection.driver_connection
         assert driver is not None
-        driver.executemany(compiled.sql, [compiled.args(r) for r in rows])
+        driver.executemany(compiled.sql, compiled.many(rows))
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> Any | None:
         found = self.rows(connection, params)
@@ -492,17 +492,22 @@ class DriverQuery:
         if "POSTCOMPILE" in compiled.string:  # expanding IN lists, literal-rendered binds
             raise ValueError("DriverQuery runs statements whose SQL text is known up front")
         names = tuple(compiled.positiontup)
-        processors = tuple(_bind_processor(compiled.binds[name].type, dialect) for name in names)
-        self._compiled = _Compiled(compiled.string, names, dict(compiled.params), processors)
+        single: list[Callable[[Any], Any] | None] = []
+        columns: list[_Column | None] = []
+        for name in names:
+            type_ = compiled.binds[name].type
+            process = type_.dialect_impl(dialect).bind_processor(dialect)
+            immutable = process is not None and _immutable_values(type_)
+            single.append(_remembering(process) if immutable and process else process)
+            columns.append(None if process is None else _Column(process, immutable))
+        params = dict(compiled.params)
+        self._compiled = _Compiled(compiled.string, names, params, tuple(single), tuple(columns))
         return self._compiled
 
 
-def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
-    process = type_.dialect_impl(dialect).bind_processor(dialect)
-    if process is None or not _immutable_values(type_):
-        return process
-    # The rows of one write repeat the same tenant, branch, device and "now": the
-    # driver value of a repeated UUID or time is worked out once. Only immutable
+def _remembering(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    # The statements of a request repeat the same tenant, branch, device and "now":
+    # the driver value of a repeated UUID or time is worked out once. Only immutable
     # values: a mutable one (a JSON dict) may change between two writes.
     last: list[tuple[Any, Any]] = [(None, process(None))]
 
@@ -532,6 +537,7 @@ class _Compiled:
     names: tuple[str, ...]
     defaults: dict[str, Any]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    columns: tuple[_Column | None, ...]
     pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -556,6 +562,47 @@ class _Compiled:
             value if process is None else process(value)
             for process, value in zip(self.processors, values, strict=True)
         ]
+
+    def many(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """The driver values of many parameter sets (as :meth:`args` gives each).
+
+        Converted a column at a time: the values of each column go through its
+        bind processor in one ``map``, and a column of immutable values converts
+        each distinct object once (the rows of a write repeat the same tenant,
+        branch, device, counter and "now"). A push writes hundreds of rows of a
+        dozen values; one Python call per value was a quarter of its time.
+        """
+        pick = self.pick
+        try:
+            picked = list(map(pick, rows))
+        except KeyError:
+            defaults = self.defaults
+            picked = [pick({**defaults, **r}) for r in rows]
+        if not picked or not self.names:
+            return [() for _ in picked]
+        converted = [
+            values if column is None else column.convert(values)
+            for column, values in zip(self.columns, zip(*picked, strict=True), strict=True)
+        ]
+        return list(zip(*converted, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    """One parameter's bind processor, applied to a whole column of values."""
+
+    process: Callable[[Any], Any]
+    immutable: bool  # the same object always converts to the same value
+
+    def convert(self, values: Sequence[Any]) -> Sequence[Any]:
+        if not self.immutable:
+            return list(map(self.process, values))
+        keys = list(map(id, values))  # the values are alive: ids stay distinct
+        distinct = dict(zip(keys, values, strict=True))
+        if len(distinct) == len(keys):
+            return list(map(self.process, values))
+        done = {key: self.process(value) for key, value in distinct.items()}
+        return list(map(done.__getitem__, keys))
 
 
 def _no_values(params: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -552,6 +552,39 @@ def test_driver_query_rows_keep_their_own_uuids_when_values_alternate(
     assert sorted(stored) == [(n, tenants[b], times[b]) for n, b in enumerate(order)]
 
 
+def test_driver_query_batches_take_the_statements_own_value_for_a_name_left_out(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """In a batch, rows that leave out a name get the statement's value for it and rows
+    that give one keep theirs, each with its own time and details."""
+    branch_id = _add_branch(session_factory)
+    with session_scope(session_factory) as session:
+        tenant_id = session.scalars(select(Branch.tenant_id).where(Branch.id == branch_id)).one()
+    names = ("tenant_id", "seq", "at", "actor_type", "result", "details", "prev_hash", "row_hash")
+    values = {n: bindparam(n) for n in names} | {"action": bindparam("action", value="given")}
+    write = DriverQuery(AuditLog.__table__.insert().values(values))
+    at = datetime.datetime(2026, 3, 2, 9, 30, tzinfo=datetime.UTC)
+    common = {"tenant_id": tenant_id, "actor_type": "system", "result": "success"}
+    common |= {"prev_hash": "p", "row_hash": "r"}
+    rows = [
+        {**common, "seq": n, "at": at + datetime.timedelta(seconds=n), "details": {"n": n}}
+        | ({"action": "own"} if n % 2 else {})
+        for n in range(1, 6)
+    ]
+    with session_scope(session_factory) as session:
+        write.execute_many(session.connection(), rows)
+    with session_scope(session_factory) as session:
+        stored = session.execute(
+            select(AuditLog.seq, AuditLog.action, AuditLog.at, AuditLog.details)
+            .where(AuditLog.tenant_id == tenant_id)
+            .order_by(AuditLog.seq)
+        ).all()
+    assert [tuple(r) for r in stored] == [
+        (n, "own" if n % 2 else "given", at + datetime.timedelta(seconds=n), {"n": n})
+        for n in range(1, 6)
+    ]
+
+
 def test_driver_queries_refuse_statements_whose_text_depends_on_the_parameters(
     session_factory: sessionmaker[Session],
 ) -> None:
