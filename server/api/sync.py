@@ -52,14 +52,17 @@ _PUSH_BODY: Final[dict[str, Any]] = {
 @router.post(
     "/sync/push", response_model=PushResponse, responses=_TOO_LARGE, openapi_extra=_PUSH_BODY
 )
-async def push(request: Request, principal: PrincipalDep, session: SessionDep) -> PushResponse:
+async def push(request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
     """Store a device's pending events in order; each gets accepted, rejected or duplicate.
 
     A gap in ``device_seq`` answers 409 with ``expected_device_seq``; a malformed
     event 422 naming its index and field; in both cases nothing is applied.
     """
     body = _push_request(await _read_limited(request))
-    return await run_in_threadpool(_push, request, session, principal, body)
+    answer = await run_in_threadpool(_push, request, session, principal, body)
+    # Serialized once, as built: through response_model the answer of a batch of 500
+    # was dumped to dicts, validated again and serialized (about 2 ms a push).
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 def _push(
