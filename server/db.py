@@ -529,6 +529,9 @@ def _immutable_values(type_: TypeEngine[Any]) -> bool:
         return False
 
 
+_COLUMNS_FROM = 16  # rows from which a batch is converted a column at a time
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     """A statement's SQL text with its positional parameters and their bind processors."""
@@ -572,6 +575,8 @@ class _Compiled:
         branch, device, counter and "now"). A push writes hundreds of rows of a
         dozen values; one Python call per value was a quarter of its time.
         """
+        if len(rows) < _COLUMNS_FROM:  # a request's own row or two: set-up would dominate
+            return [tuple(self.args(r)) for r in rows]
         pick = self.pick
         try:
             picked = list(map(pick, rows))

@@ -523,8 +523,13 @@ def test_driver_queries_take_one_parameter_and_the_statements_own_values(
         assert given.first(connection, {"id": branch_id, "code": "OTHER"}) is None
 
 
+# A few rows are converted one at a time, a batch of many a column at a time.
+BATCH_SIZES = pytest.mark.parametrize("rounds", [1, 8], ids=["few", "many"])
+
+
+@BATCH_SIZES
 def test_driver_query_rows_keep_their_own_uuids_when_values_alternate(
-    session_factory: sessionmaker[Session],
+    session_factory: sessionmaker[Session], rounds: int
 ) -> None:
     """A batch whose rows alternate between ids and times (and repeat them) stores each
     row's own: repeated values are converted once, never taken from another row."""
@@ -538,7 +543,7 @@ def test_driver_query_rows_keep_their_own_uuids_when_values_alternate(
     later = at + datetime.timedelta(seconds=1)
     common = {"actor_type": "system", "action": "test", "result": "success"}
     common |= {"details": {}, "prev_hash": "p", "row_hash": "r"}
-    order = [first, second, second, first, second]
+    order = [first, second, second, first, second] * rounds
     times = {first: at, second: later}
     rows = [
         {**common, "tenant_id": tenants[b], "at": times[b], "seq": n} for n, b in enumerate(order)
@@ -552,8 +557,9 @@ def test_driver_query_rows_keep_their_own_uuids_when_values_alternate(
     assert sorted(stored) == [(n, tenants[b], times[b]) for n, b in enumerate(order)]
 
 
+@BATCH_SIZES
 def test_driver_query_batches_take_the_statements_own_value_for_a_name_left_out(
-    session_factory: sessionmaker[Session],
+    session_factory: sessionmaker[Session], rounds: int
 ) -> None:
     """In a batch, rows that leave out a name get the statement's value for it and rows
     that give one keep theirs, each with its own time and details."""
@@ -569,7 +575,7 @@ def test_driver_query_batches_take_the_statements_own_value_for_a_name_left_out(
     rows = [
         {**common, "seq": n, "at": at + datetime.timedelta(seconds=n), "details": {"n": n}}
         | ({"action": "own"} if n % 2 else {})
-        for n in range(1, 6)
+        for n in range(1, 5 * rounds + 1)
     ]
     with session_scope(session_factory) as session:
         write.execute_many(session.connection(), rows)
@@ -581,7 +587,7 @@ def test_driver_query_batches_take_the_statements_own_value_for_a_name_left_out(
         ).all()
     assert [tuple(r) for r in stored] == [
         (n, "own" if n % 2 else "given", at + datetime.timedelta(seconds=n), {"n": n})
-        for n in range(1, 6)
+        for n in range(1, 5 * rounds + 1)
     ]
 
 
