@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QApplication
 from qasync import asyncSlot
 
 from desktop.bridge import SyncBridge
+from desktop.first_paint import AfterFirstPaint
 from desktop.gui_gc import GuiCollector
 from desktop.main_window import MainWindow
 from desktop.session import Authenticator, SignedIn, SignInFailed
@@ -81,6 +82,7 @@ class Console(QObject):
         self.window: MainWindow | None = None
         self.workspace: Workspace | None = None
         self.bridge: SyncBridge | None = None
+        self.sync_start: AfterFirstPaint | None = None  # the open branch's, until it starts
         self.settings_dialog: SettingsDialog | None = None
 
     # -- starting and signing in ---------------------------------------------------------
@@ -214,11 +216,18 @@ class Console(QObject):
         counter = self.prefs.counter_id if branch_id == self.prefs.branch_id else ""
         self._remember(branch_id=branch_id)
         window.attach(workspace, bridge, counter)
-        # The queues are on screen from the cache; syncing starts once they are.
+        # The queues are on screen from the cache; syncing starts once they are painted
+        # (a first paint that shared the interpreter with the sync thread's first work
+        # took about 100 ms longer with 10,000 tickets).
+        self.sync_start = AfterFirstPaint(window, lambda: self._start_sync(window, workspace))
+
+    def _start_sync(self, window: MainWindow, workspace: Workspace) -> None:
+        if self.workspace is not workspace:  # another branch since, or signed out
+            return
         try:
             workspace.start_sync()
         except Exception as exc:
-            log.exception("cannot start syncing branch %s", branch_id)
+            log.exception("cannot start syncing branch %s", workspace.branch_id)
             window.say(f"This branch works offline only: syncing could not start ({exc}).")
 
     def _window_closed(self, window: MainWindow) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from desktop.app import start_console
 from desktop.bridge import Connection
 from desktop.gui_gc import GuiCollector
+from desktop.main_window import MainWindow
 from sync.client.credentials import InMemoryKeyring, MemoryCredentialStore
 from tests.server.live import free_port
 from tests.ui.conftest import WAIT_MS, ConsoleRig, DemoServer
@@ -45,6 +46,37 @@ def test_sign_in_opens_the_branch(
     ]
     rig.qtbot.waitUntil(lambda: window.status.connection.text() == "Online", timeout=WAIT_MS)
     assert not window.banner.isVisible()
+
+
+def test_syncing_starts_once_the_window_has_painted(
+    demo_server: DemoServer,
+    memory_keyring: InMemoryKeyring,
+    make_console: Callable[..., ConsoleRig],
+) -> None:
+    """The branch opens from the cache with the window; its sync thread starts after the
+    window's first paint, so the two do not share the interpreter during it."""
+    rig = make_console()
+    at_show: list[tuple[bool, bool, bool]] = []
+
+    def shown(window: MainWindow) -> None:
+        workspace, waiting = rig.console.workspace, rig.console.sync_start
+        at_show.append(
+            (
+                workspace is not None and workspace.sync is None,
+                waiting is not None and waiting.pending,
+                window.windowHandle() is not None and window.windowHandle().isExposed(),
+            )
+        )
+
+    rig.console.window_shown.connect(shown)
+    window = sign_in_as(rig, demo_server, "staff1")
+    assert at_show == [(True, True, False)]  # open, not syncing, not yet painted
+    workspace = rig.console.workspace
+    assert workspace is not None
+    assert workspace.sync is not None
+    assert window.windowHandle().isExposed()
+    rig.qtbot.waitUntil(lambda: window.status.connection.text() == "Online", timeout=WAIT_MS)
+    shut(rig)
 
 
 def test_remembered_sign_in_is_silent_and_sign_out_forgets_it(
