@@ -578,14 +578,14 @@ class _Compiled:
         """
         if len(rows) < _COLUMNS_FROM:  # a request's own row or two: set-up would dominate
             return [tuple(self.args(r)) for r in rows]
+        if not self.names:
+            return [()] * len(rows)
         pick = self.pick
         try:
             picked = list(map(pick, rows))
         except KeyError:
             defaults = self.defaults
             picked = [pick({**defaults, **r}) for r in rows]
-        if not picked or not self.names:
-            return [() for _ in picked]
         converted = [
             values if column is None else column.convert(values)
             for column, values in zip(self.columns, zip(*picked, strict=True), strict=True)
